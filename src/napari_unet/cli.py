@@ -1,0 +1,153 @@
+"""The ``napari-unet`` command line: segment, train, evaluate, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from napari_unet import __version__
+
+
+def _progress_bar(fraction: float, message: str, width: int = 30) -> None:
+    if not sys.stderr.isatty():
+        return
+    filled = int(round(fraction * width))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%} {message[:60]:<60}")
+    sys.stderr.flush()
+
+
+def _end_progress() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, TrainingConfig
+    from napari_unet.core.io import read_labelled_folder
+    from napari_unet.core.model import UNet
+    from napari_unet.core.samples import prepare_sample
+    from napari_unet.core.training import train
+    from napari_unet.core.weights import ModelBundle, load_model, resolve_model, save_model
+
+    _set_threads(args.threads)
+    if args.from_model:
+        bundle = load_model(resolve_model(args.from_model))
+        if args.name:
+            bundle.name = args.name
+    else:
+        bundle = ModelBundle(
+            network=UNet(
+                ModelConfig(in_channels=args.in_channels, base_width=args.base_width, depth=args.depth)
+            ),
+            preprocess=PreprocessConfig(object_diameter=args.diameter, rescale=not args.no_rescale),
+            postprocess=PostprocessConfig(fill_background=args.fill_background, min_size=args.min_size),
+            name=args.name or Path(args.output).stem,
+        )
+    pairs = read_labelled_folder(args.images, args.labels)
+    started = time.perf_counter()
+    samples = [
+        prepare_sample(image, labels, bundle.config, bundle.preprocess, name=name)
+        for name, image, labels in pairs
+    ]
+    print(f"prepared {len(samples)} training images in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    validate = None
+    if args.val_images and args.val_labels:
+        from napari_unet.core.evaluation import evaluate_bundle
+
+        val_pairs = read_labelled_folder(args.val_images, args.val_labels)
+
+        def validate(current: ModelBundle) -> dict[str, float]:
+            return evaluate_bundle(current, val_pairs, device=args.device)
+
+    default_steps = 400 if args.from_model else 3000
+    config = TrainingConfig(
+        steps=args.steps or default_steps,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        learning_rate=args.lr or (5e-4 if args.from_model else 2e-3),
+        seed=args.seed,
+        freeze_norm=bool(args.from_model),
+        amp=not args.no_amp,
+        validate_every=args.validate_every,
+    )
+    provenance = {
+        "data": {"images": str(args.images), "labels": str(args.labels)},
+        "command": "napari-unet " + " ".join(sys.argv[1:]),
+    }
+    result = None
+    for record in train(bundle, samples, config, device=args.device, validate=validate, provenance=provenance):
+        _progress_bar(record.fraction, f"{record.message} loss {record.metrics.get('loss_smoothed', 0):.4f}")
+        extra = {k: v for k, v in record.metrics.items() if k not in ("loss", "loss_smoothed", "lr")}
+        if record.step % args.log_every == 0 or extra:
+            _end_progress()
+            print(
+                json.dumps({"step": record.step, **{k: round(v, 5) for k, v in record.metrics.items()}}),
+                file=sys.stderr,
+                flush=True,
+            )
+        result = record.result or result
+    _end_progress()
+    assert result is not None
+    save_model(result, args.output)
+    print(f"saved {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``napari-unet`` command."""
+    parser = argparse.ArgumentParser(
+        prog="napari-unet", description="Segment microscopy images with a U-Net; train and evaluate models."
+    )
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model from scratch or fine-tune one")
+    train.add_argument("--images", required=True, help="folder of training images (TIFF)")
+    train.add_argument("--labels", required=True, help="folder of instance label TIFFs, same file names")
+    train.add_argument("-o", "--output", required=True, help="model file to write")
+    train.add_argument("--from", dest="from_model", help="fine-tune this model (name or path)")
+    train.add_argument("--steps", type=int, help="optimiser steps (default 3000 from scratch, 400 fine-tuning)")
+    train.add_argument("--val-images", help="validation images, scored during training")
+    train.add_argument("--val-labels", help="validation labels")
+    train.add_argument("--validate-every", type=int, default=0, help="steps between validations")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--crop-size", type=int, default=192)
+    train.add_argument("--lr", type=float, help="peak learning rate (default 2e-3, 5e-4 fine-tuning)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--name", help="model name stored in the file (default: output file stem)")
+    train.add_argument("--base-width", type=int, default=16, help="new models: channels at full resolution")
+    train.add_argument("--depth", type=int, default=4, help="new models: number of poolings")
+    train.add_argument("--in-channels", type=int, default=1, help="new models: input channels")
+    train.add_argument("--diameter", type=float, default=24.0, help="new models: object diameter to train at")
+    train.add_argument("--no-rescale", action="store_true", help="new models: train at native pixel size")
+    train.add_argument("--fill-background", action="store_true", help="new models: objects fill the image (EM)")
+    train.add_argument("--min-size", type=int, default=10, help="new models: default minimum object size")
+    train.add_argument("--no-amp", action="store_true", help="train in float32 rather than mixed precision")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    train.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
+    train.add_argument("--log-every", type=int, default=50)
+    train.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

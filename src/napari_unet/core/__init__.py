@@ -1,0 +1,1 @@
+"""Headless core of napari-unet: NumPy and PyTorch only, never napari, Qt or magicgui."""

@@ -1,0 +1,93 @@
+"""Axis strings: guessing them from a shape, checking them, and walking planes.
+
+Axes are written as in tifffile and OME: ``Y`` and ``X`` are the plane, ``C``
+is channels (colour samples included), ``Z`` and ``T`` (and any other letter)
+are stack axes segmented plane by plane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+SPATIAL = "YX"
+CHANNEL = "C"
+_TIFFFILE_ALIASES = {"S": "C", "I": "Z", "Q": "Z"}
+
+
+def guess_axes(shape: tuple[int, ...]) -> str:
+    """Guess axes from an array shape.
+
+    A last axis of length 3 or 4 on a 3-D+ array is taken as colour (RGB/RGBA);
+    all other leading axes are stacks, named from the right ``Z``, ``T``, then
+    further letters.
+
+    Raises
+    ------
+    ValueError
+        For arrays with fewer than 2 dimensions.
+    """
+    ndim = len(shape)
+    if ndim < 2:
+        raise ValueError(f"an image needs at least 2 dimensions, got shape {shape}")
+    colour = ndim >= 3 and shape[-1] in (3, 4) and shape[-2] > 4 and shape[-3] > 4
+    core = "YXC" if colour else "YX"
+    leading = ndim - len(core)
+    names = "ZTUVW"
+    if leading > len(names):
+        raise ValueError(f"too many dimensions to guess axes for shape {shape}; give axes explicitly")
+    return "".join(reversed(names[:leading])) + core
+
+
+def normalise_axes(axes: str, shape: tuple[int, ...]) -> str:
+    """Upper-case ``axes``, map tifffile letters (S -> C, I/Q -> Z), and check them.
+
+    Raises
+    ------
+    ValueError
+        If the axes do not fit the shape, repeat a letter, lack Y or X, or have
+        more than one channel axis.
+    """
+    axes = "".join(_TIFFFILE_ALIASES.get(a, a) for a in axes.upper())
+    if len(axes) != len(shape):
+        raise ValueError(f"axes {axes!r} do not match an array with {len(shape)} dimensions {shape}")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes!r} repeat a letter")
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"axes {axes!r} must include Y and X")
+    return axes
+
+
+def stack_axes(axes: str) -> str:
+    """The axes walked plane by plane (all but Y, X and C), in array order."""
+    return "".join(a for a in axes if a not in SPATIAL + CHANNEL)
+
+
+def output_shape(axes: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of the label image: the input's shape without its channel axis."""
+    return tuple(n for a, n in zip(axes, shape, strict=True) if a != CHANNEL)
+
+
+def output_axes(axes: str) -> str:
+    """Axes of the label image: ``axes`` without ``C``."""
+    return axes.replace(CHANNEL, "")
+
+
+def plane_indices(axes: str, shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Indices over the stack axes, in C order (last stack axis fastest)."""
+    stacks = stack_axes(axes)
+    yield from np.ndindex(*(n for a, n in zip(axes, shape, strict=True) if a in stacks))
+
+
+def plane_selector(axes: str, index: tuple[int, ...]) -> tuple[int | slice, ...]:
+    """Array index that picks the plane at stack position ``index`` (keeps Y, X, C)."""
+    position = iter(index)
+    return tuple(slice(None) if a in SPATIAL + CHANNEL else next(position) for a in axes)
+
+
+def plane_order(axes: str) -> tuple[int, ...]:
+    """Transpose order that turns a selected plane into (C, Y, X) (or (Y, X) without C)."""
+    kept = [a for a in axes if a in SPATIAL + CHANNEL]
+    order = [a for a in "CYX" if a in kept]
+    return tuple(kept.index(a) for a in order)

@@ -1,0 +1,172 @@
+"""TIFF reading and writing, input discovery, output naming, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from numpy.typing import NDArray
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class InputError(ValueError):
+    """An input cannot be processed; the message names the file and the reason."""
+
+
+def find_inputs(paths: Iterable[str | os.PathLike[str]], pattern: str = "*") -> list[Path]:
+    """Expand files and folders into a sorted list of TIFF files.
+
+    Folders contribute their TIFF files matching ``pattern`` (not recursive).
+    Files are kept as given, whatever their extension, so a mislabelled file
+    still gets a clear error when it is read.
+
+    Raises
+    ------
+    InputError
+        If a path does not exist.
+    """
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return found
+
+
+def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
+    """Read a whole image into memory.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read as a TIFF image or holds no pixels.
+    """
+    path = Path(path)
+    try:
+        data = tifffile.imread(path)
+    except (OSError, ValueError, tifffile.TiffFileError, KeyError, IndexError, EOFError) as error:
+        raise InputError(f"{path}: cannot read as TIFF ({_reason(error)})") from None
+    if data.size == 0:
+        raise InputError(f"{path}: the image is empty")
+    return np.asarray(data)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def output_path(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str]) -> Path:
+    """``OUTDIR/<input stem>.tif`` (a ``.ome.tif`` input loses both suffixes)."""
+    name = Path(input_path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        name = Path(name).stem
+    return Path(outdir) / f"{name}.tif"
+
+
+def label_dtype(max_label: int) -> np.dtype[Any]:
+    """Smallest unsigned dtype (uint16 or uint32) that holds ``max_label``."""
+    return np.dtype(np.uint16) if max_label <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
+
+
+@contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it onto ``final`` on success.
+
+    On any exception the temporary file is removed and ``final`` is untouched,
+    so no half-written file ever carries the final name.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_labels(
+    path: str | os.PathLike[str],
+    labels: NDArray[np.integer],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write an instance label image atomically, zlib-compressed.
+
+    Parameters
+    ----------
+    path : path
+        Final file name.
+    labels : ndarray of int
+        Any shape; stored as uint16 or uint32 depending on the largest label.
+    metadata : dict, optional
+        JSON-serialisable provenance, stored in the TIFF's ImageDescription.
+    """
+    labels = np.asarray(labels)
+    dtype = label_dtype(int(labels.max()) if labels.size else 0)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp,
+            labels.astype(dtype, copy=False),
+            compression="zlib",
+            description=json.dumps(metadata or {}),
+            metadata=None,
+            bigtiff=labels.nbytes > 2**31,
+        )
+    return Path(path)
+
+
+def read_labelled_folder(
+    images: str | os.PathLike[str], labels: str | os.PathLike[str]
+) -> list[tuple[str, NDArray[Any], NDArray[Any]]]:
+    """Read image/label pairs that share a file name.
+
+    Returns
+    -------
+    list of (name, image, labels)
+        Sorted by name; ``image`` is (Y, X) or (C, Y, X); ``labels`` are
+        instance TIFFs (0 = background).
+
+    Raises
+    ------
+    InputError
+        If a folder holds no TIFFs, an image has no label file, or shapes differ.
+    """
+    image_paths = find_inputs([images])
+    if not image_paths:
+        raise InputError(f"{images}: no TIFF images in this folder")
+    pairs = []
+    for image_path in image_paths:
+        label_path = Path(labels) / image_path.name
+        if not label_path.is_file():
+            raise InputError(f"{image_path}: no label file {label_path}")
+        image = read_image(image_path)
+        label = read_image(label_path)
+        if image.ndim == 3 and image.shape[:2] == label.shape:
+            image = np.moveaxis(image, -1, 0)  # (Y, X, C) colour -> (C, Y, X)
+        if image.shape[-2:] != label.shape or image.ndim > 3:
+            raise InputError(f"{label_path}: labels shape {label.shape} does not match image {image.shape}")
+        pairs.append((image_path.name, image, label))
+    return pairs

@@ -1,0 +1,110 @@
+"""Image -> network input: channel handling, percentile normalisation, rescaling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+_PERCENTILE_SAMPLE = 2**22
+_RGB_TO_GREY = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
+
+
+def percentile_normalise(
+    image: NDArray[np.generic], low: float = 1.0, high: float = 99.8
+) -> NDArray[np.float32]:
+    """Map the ``low`` and ``high`` intensity percentiles to 0 and 1.
+
+    Non-finite pixels (NaN, +-Inf) are ignored for the percentiles and set to 0
+    in the result.  A constant image becomes all zeros.
+
+    Parameters
+    ----------
+    image : ndarray, any real or bool dtype, shape (C, Y, X) or (Y, X)
+        Percentiles are taken per channel (over the last two axes).
+    low, high : float
+        Percentiles in ``[0, 100]``.
+
+    Returns
+    -------
+    ndarray of float32, same shape as ``image``
+    """
+    data = np.asarray(image, dtype=np.float32)
+    squeeze = data.ndim == 2
+    if squeeze:
+        data = data[None]
+    out = np.zeros_like(data)
+    for c, channel in enumerate(data):
+        finite = np.isfinite(channel)
+        if not finite.any():
+            continue
+        values = channel[finite] if not finite.all() else channel
+        if values.size > _PERCENTILE_SAMPLE:  # a strided sample gives the same percentiles, faster
+            values = values.ravel()[:: values.size // _PERCENTILE_SAMPLE]
+        lo, hi = np.percentile(values, [low, high])
+        if hi <= lo:
+            hi = float(values.max())
+            lo = float(values.min())
+        if hi <= lo:
+            continue
+        out[c] = np.where(finite, (channel - lo) / (hi - lo), 0.0)
+    return out[0] if squeeze else out
+
+
+def match_channels(image: NDArray[np.float32], channels: int) -> NDArray[np.float32]:
+    """Adapt a ``(C, Y, X)`` image to the model's input channel count.
+
+    A 1-channel model gets the mean of the input channels (an RGB image gets
+    its luminance); a multi-channel model gets a single channel repeated.
+
+    Raises
+    ------
+    ValueError
+        If the counts cannot be reconciled.
+    """
+    have = image.shape[0]
+    if have == channels:
+        return image
+    if channels == 1:
+        if have in (3, 4):
+            return np.tensordot(_RGB_TO_GREY, image[:3], axes=1)[None].astype(np.float32)
+        return image.mean(axis=0, keepdims=True)
+    if have == 1:
+        return np.repeat(image, channels, axis=0)
+    raise ValueError(f"the model takes {channels} channels but the image has {have}")
+
+
+def rescale(image: NDArray[Any], factor: float, order: int = 1) -> NDArray[Any]:
+    """Resize the last two axes of ``image`` by ``factor``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (..., Y, X)
+    factor : float
+        New size is ``round(old * factor)`` (at least 1 pixel).
+    order : int
+        0: nearest neighbour (for labels and masks, dtype kept); 1: bilinear,
+        anti-aliased when shrinking (returns float32).
+    """
+    if factor == 1.0:
+        return image
+    size = tuple(max(1, round(s * factor)) for s in image.shape[-2:])
+    return resize_to(image, size, order)
+
+
+def resize_to(image: NDArray[Any], size: tuple[int, int], order: int = 1) -> NDArray[Any]:
+    """Resize the last two axes of ``image`` to ``size`` (see :func:`rescale`)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    lead = image.shape[:-2]
+    if order == 0:
+        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64)).reshape(1, -1, *image.shape[-2:])
+        out = F.interpolate(tensor, size=size, mode="nearest-exact")
+        return out.reshape(*lead, *size).numpy().astype(image.dtype)
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).reshape(1, -1, *image.shape[-2:])
+    shrinking = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    out = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    return out.reshape(*lead, *size).numpy()

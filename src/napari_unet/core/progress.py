@@ -1,0 +1,36 @@
+"""Progress records yielded by every long job (segment, train, batch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a long job.
+
+    Parameters
+    ----------
+    step : int
+        Steps done so far (``0 <= step <= total``).
+    total : int
+        Steps the job will take.
+    message : str
+        A short human-readable line ("tile 3/12", "step 40/100").
+    metrics : dict
+        Numbers worth showing or plotting, e.g. ``{"loss": 0.31}``.
+    result : object
+        The job's result, set on the final record only.
+    """
+
+    step: int
+    total: int
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    result: Any = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the job done, in ``[0, 1]``."""
+        return self.step / self.total if self.total else 1.0
