@@ -61,7 +61,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         prepare_sample(image, labels, bundle.config, bundle.preprocess, name=name)
         for name, image, labels in pairs
     ]
-    print(f"prepared {len(samples)} training images in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(
+        f"prepared {len(samples)} training images in {time.perf_counter() - started:.1f} s", file=sys.stderr
+    )
     validate = None
     if args.val_images and args.val_labels:
         from napari_unet.core.evaluation import evaluate_bundle
@@ -87,7 +89,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "command": "napari-unet " + " ".join(sys.argv[1:]),
     }
     result = None
-    for record in train(bundle, samples, config, device=args.device, validate=validate, provenance=provenance):
+    for record in train(
+        bundle, samples, config, device=args.device, validate=validate, provenance=provenance
+    ):
         _progress_bar(record.fraction, f"{record.message} loss {record.metrics.get('loss_smoothed', 0):.4f}")
         extra = {k: v for k, v in record.metrics.items() if k not in ("loss", "loss_smoothed", "lr")}
         if record.step % args.log_every == 0 or extra:
@@ -105,6 +109,99 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error(message: str) -> None:
+    print(f"napari-unet: error: {message}", file=sys.stderr)
+
+
+def _load(model: str):  # noqa: ANN202 - returns a ModelBundle (imported lazily)
+    from napari_unet.core.weights import load_model, resolve_model
+
+    return load_model(resolve_model(model))
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from napari_unet.core.batch import segment_files
+    from napari_unet.core.config import InferenceConfig
+    from napari_unet.core.inference import Segmenter
+    from napari_unet.core.io import find_inputs
+
+    _set_threads(args.threads)
+    inputs = find_inputs(args.inputs, pattern=args.pattern)
+    if not inputs:
+        _error(f"no TIFF files found in {' '.join(args.inputs)}")
+        return 2
+    inference = InferenceConfig(
+        device=args.device,
+        diameter=args.diameter,
+        tile_size=args.tile_size,
+        batch_size=args.batch_size,
+        amp=args.amp,
+    )
+    segmenter = Segmenter(_load(args.model), inference)
+    print(f"model {segmenter.bundle.name} on {segmenter.device}; {len(inputs)} input(s)", file=sys.stderr)
+    failed = 0
+    for record in segment_files(
+        inputs,
+        Path(args.output),
+        segmenter,
+        axes=args.axes,
+        overwrite=args.overwrite,
+        overlay=args.overlay,
+        stitch=args.stitch,
+    ):
+        _progress_bar((record.step + 0.0) / max(record.total, 1), record.message)
+        outcome = record.result
+        if outcome is None:
+            continue
+        _end_progress()
+        if outcome.status == "failed":
+            failed += 1
+            _error(outcome.error)
+        elif outcome.status == "skipped":
+            print(f"skipped {outcome.input} ({outcome.output} exists; --overwrite to redo)", file=sys.stderr)
+        else:
+            print(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s")
+    if failed:
+        _error(f"{failed} of {len(inputs)} input(s) failed")
+    return 1 if failed else 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from napari_unet.core.weights import BUNDLED_MODELS, DEFAULT_MODEL, bundled_model_path, user_models
+
+    rows = [(name, "bundled", bundled_model_path(name)) for name in BUNDLED_MODELS]
+    rows += [(name, "user", path) for name, path in user_models().items()]
+    for name, kind, path in rows:
+        marker = " (default)" if name == DEFAULT_MODEL else ""
+        state = "" if path.is_file() else "  [missing]"
+        print(f"{name:<24} {kind:<8} {path}{marker}{state}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_unet.core.config import InferenceConfig
+    from napari_unet.core.evaluation import evaluate_bundle, evaluate_classical
+    from napari_unet.core.io import read_labelled_folder
+
+    _set_threads(args.threads)
+    pairs = read_labelled_folder(args.images, args.labels)
+    if args.classical:
+        name = "classical (Otsu + distance watershed)"
+        metrics = evaluate_classical(pairs)
+    else:
+        bundle = _load(args.model)
+        name = bundle.name
+        inference = InferenceConfig(device=args.device, diameter=args.diameter, amp=args.amp)
+        metrics = evaluate_bundle(bundle, pairs, inference=inference)
+    if args.json:
+        print(json.dumps({"model": name, "images": str(args.images), **metrics}))
+    else:
+        print(f"model: {name}   images: {args.images} ({len(pairs)})")
+        for key in ("ap50", "ap75", "ap50_95", "foreground_iou", "adapted_rand_error"):
+            print(f"  {key:<20} {metrics[key]:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``napari-unet`` command."""
     parser = argparse.ArgumentParser(
@@ -113,12 +210,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    segment = commands.add_parser("segment", help="segment TIFF files or folders into label images")
+    segment.add_argument("inputs", nargs="+", help="TIFF files and/or folders")
+    segment.add_argument("-o", "--output", required=True, help="output folder for <input stem>.tif labels")
+    segment.add_argument("--model", default="nuclei", help="bundled name, user model name or file path")
+    segment.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    segment.add_argument(
+        "--axes", help="axes of the inputs, e.g. YX, ZYX, TZCYX, YXC (default: from the file)"
+    )
+    segment.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
+    segment.add_argument("--pattern", default="*", help="file pattern inside folders (default *)")
+    segment.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    segment.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
+    segment.add_argument("--stitch", action="store_true", help="join objects across planes (3-D objects)")
+    segment.add_argument("--tile-size", type=int, default=512)
+    segment.add_argument("--batch-size", type=int, default=4)
+    segment.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU)")
+    segment.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
+    segment.set_defaults(func=_cmd_segment)
+
+    models = commands.add_parser("models", help="list bundled and user models")
+    models.set_defaults(func=_cmd_models)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on labelled images (DESIGN.md metrics)")
+    evaluate.add_argument("--images", required=True, help="folder of images (TIFF)")
+    evaluate.add_argument("--labels", required=True, help="folder of instance label TIFFs, same names")
+    evaluate.add_argument("--model", default="nuclei", help="bundled name, user model name or file path")
+    evaluate.add_argument(
+        "--classical", action="store_true", help="score the Otsu + watershed baseline instead"
+    )
+    evaluate.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON line")
+    evaluate.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
+    evaluate.set_defaults(func=_cmd_evaluate)
+
     train = commands.add_parser("train", help="train a model from scratch or fine-tune one")
     train.add_argument("--images", required=True, help="folder of training images (TIFF)")
     train.add_argument("--labels", required=True, help="folder of instance label TIFFs, same file names")
     train.add_argument("-o", "--output", required=True, help="model file to write")
     train.add_argument("--from", dest="from_model", help="fine-tune this model (name or path)")
-    train.add_argument("--steps", type=int, help="optimiser steps (default 3000 from scratch, 400 fine-tuning)")
+    train.add_argument(
+        "--steps", type=int, help="optimiser steps (default 3000 from scratch, 400 fine-tuning)"
+    )
     train.add_argument("--val-images", help="validation images, scored during training")
     train.add_argument("--val-labels", help="validation labels")
     train.add_argument("--validate-every", type=int, default=0, help="steps between validations")
@@ -132,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--in-channels", type=int, default=1, help="new models: input channels")
     train.add_argument("--diameter", type=float, default=24.0, help="new models: object diameter to train at")
     train.add_argument("--no-rescale", action="store_true", help="new models: train at native pixel size")
-    train.add_argument("--fill-background", action="store_true", help="new models: objects fill the image (EM)")
+    train.add_argument(
+        "--fill-background", action="store_true", help="new models: objects fill the image (EM)"
+    )
     train.add_argument("--min-size", type=int, default=10, help="new models: default minimum object size")
     train.add_argument("--no-amp", action="store_true", help="train in float32 rather than mixed precision")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -146,7 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    from napari_unet.core.io import InputError
+    from napari_unet.core.weights import ModelFileError
+
+    try:
+        return int(args.func(args))
+    except (InputError, ModelFileError, ValueError, OSError) as error:
+        _error(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return 2
+    except KeyboardInterrupt:
+        _error("interrupted; completed outputs are kept, re-run to resume")
+        return 130
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ def guess_axes(shape: tuple[int, ...]) -> str:
     ------
     ValueError
         For arrays with fewer than 2 dimensions.
+
     """
     ndim = len(shape)
     if ndim < 2:
@@ -48,6 +49,7 @@ def normalise_axes(axes: str, shape: tuple[int, ...]) -> str:
     ValueError
         If the axes do not fit the shape, repeat a letter, lack Y or X, or have
         more than one channel axis.
+
     """
     axes = "".join(_TIFFFILE_ALIASES.get(a, a) for a in axes.upper())
     if len(axes) != len(shape):

@@ -48,6 +48,7 @@ class ModelConfig:
         Normalisation layer after each convolution.
     heads : tuple of str
         Output channels, in order; each a name from :data:`HEAD_NAMES`.
+
     """
 
     in_channels: int = 1
@@ -87,6 +88,7 @@ class PreprocessConfig:
     rescale : bool
         Rescale inputs so that their objects appear at ``object_diameter``
         (off for models trained at the images' native pixel size, e.g. EM).
+
     """
 
     percentile_low: float = 1.0
@@ -119,6 +121,7 @@ class PostprocessConfig:
     fill_background : bool
         Grow objects over the whole image (for EM, where the background is
         only the thin membranes between objects).
+
     """
 
     foreground_threshold: float = 0.5
@@ -152,6 +155,7 @@ class InferenceConfig:
         from a first pass at the model's own scale; ``0`` disables rescaling.
     amp : bool
         Use mixed precision (bf16/fp16) where the device supports it.
+
     """
 
     tile_size: int = 512
@@ -205,6 +209,7 @@ class TrainingConfig:
         images).
     amp : bool
         Mixed precision (bf16 on CPU, fp16/bf16 on CUDA).
+
     """
 
     steps: int = 1500
@@ -243,6 +248,7 @@ def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
     ------
     ValueError
         If ``data`` has keys that ``cls`` does not know, or values it rejects.
+
     """
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - known

@@ -10,7 +10,7 @@ was saved.
 
 Folder layout::
 
-    <folder>/<image key>/plane-<i>-<j>.npz   # image plane, labels, mask, metadata
+    <folder>/<image key>/plane-<i>-<j>-g<generation>.npz   # image plane, labels, edited mask, metadata
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -126,8 +127,13 @@ class Correction:
         The image plane, as given to the model.
     labels : ndarray of int32, shape (Y, X)
         Corrected instance labels.
-    mask : ndarray of bool, shape (Y, X)
-        Reviewed pixels (what trains).
+    edited : ndarray of bool, shape (Y, X)
+        Pixels the person painted, erased or filled.
+    fully_reviewed : bool
+        The person checked the whole plane: every pixel trains.
+    generation : int
+        Counts how often the plane was segmented afresh and corrected again;
+        each generation is kept, so re-segmenting never loses a correction.
     meta : dict
         JSON-compatible: image name and source path, axes, date.
 
@@ -137,13 +143,22 @@ class Correction:
     plane: tuple[int, ...]
     image: NDArray[Any]
     labels: NDArray[np.int32]
-    mask: NDArray[np.bool_]
+    edited: NDArray[np.bool_]
+    fully_reviewed: bool = False
+    generation: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         """Readable name for progress and provenance: ``key`` plus the plane."""
         return f"{self.key}[{','.join(map(str, self.plane))}]" if self.plane else self.key
+
+    @property
+    def mask(self) -> NDArray[np.bool_]:
+        """Reviewed pixels, shape (Y, X): what trains (see :func:`reviewed_region`)."""
+        if self.fully_reviewed:
+            return np.ones(self.labels.shape, bool)
+        return reviewed_region(self.labels, self.edited)
 
     def sample(self, bundle: ModelBundle) -> TrainingSample:
         """The training sample for ``bundle``'s scale and channels (see ``prepare_sample``)."""
@@ -154,11 +169,11 @@ class Correction:
 
 def training_samples(corrections: list[Correction], bundle: ModelBundle) -> list[TrainingSample]:
     """Training samples from the corrections that reviewed anything."""
-    return [c.sample(bundle) for c in corrections if c.mask.any()]
+    return [c.sample(bundle) for c in corrections if c.fully_reviewed or c.edited.any()]
 
 
 class CorrectionStore:
-    """Corrections on disk, one atomically written ``.npz`` file per image plane.
+    """Corrections on disk, one atomically written ``.npz`` file per image plane and generation.
 
     Parameters
     ----------
@@ -170,33 +185,43 @@ class CorrectionStore:
     def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
         self.folder = Path(folder) if folder is not None else default_corrections_dir()
 
-    def path(self, key: str, plane: tuple[int, ...]) -> Path:
+    def path(self, key: str, plane: tuple[int, ...], generation: int = 0) -> Path:
         """File of one plane's correction."""
-        suffix = "-".join(str(i) for i in plane) if plane else "0"
-        return self.folder / key / f"plane-{suffix}.npz"
+        position = "-".join(str(i) for i in plane) if plane else "0"
+        return self.folder / key / f"plane-{position}-g{generation}.npz"
 
     def save(self, correction: Correction) -> Path:
-        """Write one correction (replacing that plane's previous one) atomically."""
+        """Write one correction (replacing the same plane and generation) atomically."""
         meta = {
             **correction.meta,
             "plane": list(correction.plane),
+            "generation": correction.generation,
+            "fully_reviewed": correction.fully_reviewed,
             "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        final = self.path(correction.key, correction.plane)
+        final = self.path(correction.key, correction.plane, correction.generation)
         with atomic_path(final) as tmp, open(tmp, "wb") as stream:
             np.savez_compressed(
                 stream,
                 image=np.asarray(correction.image),
                 labels=np.asarray(correction.labels, np.int32),
-                mask=np.asarray(correction.mask, bool),
+                edited=np.asarray(correction.edited, bool),
                 meta=np.array(json.dumps(meta)),
             )
         return final
 
-    def load(self, key: str) -> list[Correction]:
-        """All saved corrections of one image, in plane order; unreadable files are skipped."""
+    def load(self, key: str, latest_only: bool = False) -> list[Correction]:
+        """Saved corrections of one image, by plane and generation; unreadable files are skipped.
+
+        Parameters
+        ----------
+        key : str
+        latest_only : bool
+            Only each plane's newest generation (what the labels last looked like).
+
+        """
         corrections = []
-        for path in sorted((self.folder / key).glob("plane-*.npz")):
+        for path in (self.folder / key).glob("plane-*.npz"):
             try:
                 with np.load(path, allow_pickle=False) as data:
                     meta = json.loads(str(data["meta"]))
@@ -206,13 +231,18 @@ class CorrectionStore:
                             plane=tuple(int(i) for i in meta.get("plane", ())),
                             image=data["image"],
                             labels=data["labels"].astype(np.int32),
-                            mask=data["mask"].astype(bool),
+                            edited=data["edited"].astype(bool),
+                            fully_reviewed=bool(meta.get("fully_reviewed", False)),
+                            generation=int(meta.get("generation", 0)),
                             meta=meta,
                         )
                     )
             except (OSError, ValueError, KeyError, EOFError):
                 continue
-        return sorted(corrections, key=lambda c: c.plane)
+        corrections.sort(key=lambda c: (c.plane, c.generation))
+        if latest_only:
+            corrections = list({c.plane: c for c in corrections}.values())
+        return corrections
 
     def keys(self) -> list[str]:
         """Keys of the images that have saved corrections."""
@@ -220,18 +250,69 @@ class CorrectionStore:
             return []
         return sorted(p.name for p in self.folder.iterdir() if p.is_dir() and any(p.glob("plane-*.npz")))
 
-    def count(self, key: str) -> int:
-        """Number of saved planes of one image."""
-        return len(list((self.folder / key).glob("plane-*.npz")))
+    def find(self, fingerprint: str) -> list[str]:
+        """Keys of saved images with this content (whatever their name)."""
+        return [k for k in self.keys() if k.endswith(f"-{fingerprint}")]
 
-    def remove(self, key: str, plane: tuple[int, ...]) -> None:
-        """Forget one plane's correction."""
-        self.path(key, plane).unlink(missing_ok=True)
+    def next_generation(self, key: str, plane: tuple[int, ...]) -> int:
+        """A generation number for a new correction of ``plane`` that overwrites no saved one."""
+        generations = [c.generation for c in self.load(key) if c.plane == plane]
+        return max(generations) + 1 if generations else 0
+
+
+class CorrectionSet:
+    """The corrections of a session: thread-safe, and saved to disk as they are updated.
+
+    The GUI thread adds corrections while a training thread takes snapshots;
+    :attr:`version` grows with every change so a trainer can tell that new
+    corrections have arrived.
+
+    Parameters
+    ----------
+    store : CorrectionStore
+
+    """
+
+    def __init__(self, store: CorrectionStore) -> None:
+        self._store = store
+        self._items: dict[tuple[str, tuple[int, ...], int], Correction] = {}
+        self._lock = threading.Lock()
+        self.version = 0
+
+    @property
+    def store(self) -> CorrectionStore:
+        """Where corrections are saved."""
+        return self._store
+
+    @store.setter
+    def store(self, store: CorrectionStore) -> None:
+        # everything of this session moves along, so one folder holds it all
+        for correction in self.snapshot():
+            store.save(correction)
+        self._store = store
+
+    def update(self, correction: Correction) -> Path:
+        """Save ``correction`` to disk, then make it part of the session."""
+        path = self._store.save(correction)
+        with self._lock:
+            self._items[(correction.key, correction.plane, correction.generation)] = correction
+            self.version += 1
+        return path
+
+    def snapshot(self) -> list[Correction]:
+        """The current corrections (a copy of the list; the arrays are shared, do not modify)."""
+        with self._lock:
+            return list(self._items.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
 
 
 __all__ = [
     "CORRECTIONS_DIR_ENV",
     "Correction",
+    "CorrectionSet",
     "CorrectionStore",
     "default_corrections_dir",
     "image_fingerprint",

@@ -13,7 +13,7 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.segmentation import watershed
 
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
-from napari_unet.core.inference import Segmenter, Segmentation
+from napari_unet.core.inference import Segmentation, Segmenter
 from napari_unet.core.metrics import summarise
 from napari_unet.core.postprocess import remove_small_objects
 from napari_unet.core.weights import ModelBundle
@@ -62,6 +62,7 @@ def classical_segmentation(image: NDArray[Any], min_size: int = 10) -> NDArray[n
         Bright objects on a dark background.
     min_size : int
         Objects smaller than this are dropped.
+
     """
     data = np.asarray(image, dtype=np.float32)
     if data.ndim == 3:

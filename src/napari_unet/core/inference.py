@@ -48,6 +48,7 @@ class PlaneOutputs:
         Sigmoid outputs per head.
     scale : float
         Factor the plane was resized by before the network.
+
     """
 
     probabilities: NDArray[np.float32]
@@ -70,6 +71,7 @@ class Segmentation:
     outputs : dict
         Plane index -> :class:`PlaneOutputs`, kept when asked for (to re-run
         post-processing without the network).
+
     """
 
     labels: NDArray[np.int32]
@@ -107,6 +109,7 @@ class Segmenter:
     inference : InferenceConfig
     postprocess : PostprocessConfig, optional
         Defaults to the model's own.
+
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class Segmenter:
         Returns
         -------
         ndarray of float32, shape (H, Y, X)
+
         """
         multiple = self.bundle.config.size_multiple
         _, height, width = image.shape
@@ -251,7 +255,9 @@ class Segmenter:
             probabilities = resize_to(probabilities, normalised.shape[-2:], order=1)
         return PlaneOutputs(probabilities=probabilities, scale=scale)
 
-    def labels(self, outputs: PlaneOutputs, postprocess: PostprocessConfig | None = None) -> NDArray[np.int32]:
+    def labels(
+        self, outputs: PlaneOutputs, postprocess: PostprocessConfig | None = None
+    ) -> NDArray[np.int32]:
         """Instance labels from cached outputs (fast: no network)."""
         config = postprocess or self.postprocess
         return labels_from_outputs(
@@ -288,6 +294,7 @@ class Segmenter:
         ------
         Progress
             Per batch of tiles; the last record's ``result`` is a :class:`Segmentation`.
+
         """
         shape = tuple(int(n) for n in image.shape)
         axes = normalise_axes(axes or guess_axes(shape), shape)

@@ -32,6 +32,7 @@ def find_inputs(paths: Iterable[str | os.PathLike[str]], pattern: str = "*") -> 
     ------
     InputError
         If a path does not exist.
+
     """
     found: list[Path] = []
     for item in paths:
@@ -54,15 +55,59 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
     ------
     InputError
         If the file cannot be read as a TIFF image or holds no pixels.
+
     """
     path = Path(path)
     try:
         data = tifffile.imread(path)
     except (OSError, ValueError, tifffile.TiffFileError, KeyError, IndexError, EOFError) as error:
         raise InputError(f"{path}: cannot read as TIFF ({_reason(error)})") from None
-    if data.size == 0:
-        raise InputError(f"{path}: the image is empty")
+    check_pixels(data, str(path))
     return np.asarray(data)
+
+
+SUPPORTED_KINDS = "biuf"  # bool, signed/unsigned integers, floats
+
+
+def read_image_with_axes(path: str | os.PathLike[str]) -> tuple[NDArray[Any], str]:
+    """Read a TIFF's first series and the axes tifffile reports for it.
+
+    Returns
+    -------
+    (image, axes)
+        ``axes`` uses tifffile's letters (e.g. ``"YX"``, ``"QYX"``, ``"YXS"``,
+        ``"TZCYX"``); :func:`napari_unet.core.axes.normalise_axes` maps them.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, is empty or has an unsupported dtype.
+
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            if not tiff.series:
+                raise InputError(f"{path}: the TIFF holds no image")
+            series = tiff.series[0]
+            data = series.asarray()
+            axes = series.axes
+    except InputError:
+        raise
+    except (OSError, ValueError, tifffile.TiffFileError, KeyError, IndexError, EOFError) as error:
+        raise InputError(f"{path}: cannot read as TIFF ({_reason(error)})") from None
+    check_pixels(data, str(path))
+    return np.asarray(data), axes
+
+
+def check_pixels(data: Any, name: str) -> None:
+    """Raise :class:`InputError` unless ``data`` is a non-empty, real-valued 2-D+ array."""
+    if data.size == 0:
+        raise InputError(f"{name}: the image is empty (shape {tuple(data.shape)})")
+    if np.dtype(data.dtype).kind not in SUPPORTED_KINDS:
+        raise InputError(f"{name}: unsupported pixel type {data.dtype}")
+    if data.ndim < 2:
+        raise InputError(f"{name}: an image needs at least 2 dimensions, got shape {tuple(data.shape)}")
 
 
 def _reason(error: BaseException) -> str:
@@ -123,6 +168,7 @@ def write_labels(
         Any shape; stored as uint16 or uint32 depending on the largest label.
     metadata : dict, optional
         JSON-serialisable provenance, stored in the TIFF's ImageDescription.
+
     """
     labels = np.asarray(labels)
     dtype = label_dtype(int(labels.max()) if labels.size else 0)
@@ -131,6 +177,7 @@ def write_labels(
             tmp,
             labels.astype(dtype, copy=False),
             compression="zlib",
+            photometric="minisblack",
             description=json.dumps(metadata or {}),
             metadata=None,
             bigtiff=labels.nbytes > 2**31,
@@ -153,6 +200,7 @@ def read_labelled_folder(
     ------
     InputError
         If a folder holds no TIFFs, an image has no label file, or shapes differ.
+
     """
     image_paths = find_inputs([images])
     if not image_paths:
@@ -170,3 +218,28 @@ def read_labelled_folder(
             raise InputError(f"{label_path}: labels shape {label.shape} does not match image {image.shape}")
         pairs.append((image_path.name, image, label))
     return pairs
+
+
+def write_overlay(path: str | os.PathLike[str], plane: NDArray[Any], labels: NDArray[np.integer]) -> Path:
+    """Write a PNG of ``plane`` with the outlines of ``labels`` in yellow, atomically.
+
+    Parameters
+    ----------
+    path : path
+        The ``.png`` file to write.
+    plane : ndarray, shape (Y, X) or (C, Y, X)
+        Intensities of any real dtype; shown with a 1-99.8 percentile stretch.
+    labels : ndarray of int, shape (Y, X)
+
+    """
+    import imageio.v3 as iio
+    from skimage.segmentation import find_boundaries
+
+    from napari_unet.core.preprocess import match_channels, percentile_normalise
+
+    grey = match_channels(percentile_normalise(plane if plane.ndim == 3 else plane[None]), 1)[0]
+    rgb = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    rgb[find_boundaries(labels, mode="inner")] = (255, 220, 0)
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, rgb, extension=".png")
+    return Path(path)

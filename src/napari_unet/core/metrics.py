@@ -33,6 +33,7 @@ def iou_matrix(true: NDArray[np.integer], pred: NDArray[np.integer]) -> NDArray[
     ndarray of float64, shape (n_true, n_pred)
         Row ``i`` is the true object with the ``i``-th smallest id, column ``j``
         likewise for predictions.
+
     """
     if true.shape != pred.shape:
         raise ValueError(f"label shapes differ: {true.shape} vs {pred.shape}")
@@ -108,6 +109,7 @@ def average_precision(
     Returns
     -------
     ndarray of float64, shape (n_thresholds,)
+
     """
     if isinstance(true, np.ndarray):
         true, pred = [true], [pred]  # type: ignore[list-item]
@@ -132,9 +134,7 @@ def adapted_rand_error(true: NDArray[np.integer], pred: NDArray[np.integer]) -> 
     return float(error)
 
 
-def summarise(
-    true: Sequence[NDArray[np.integer]], pred: Sequence[NDArray[np.integer]]
-) -> dict[str, float]:
+def summarise(true: Sequence[NDArray[np.integer]], pred: Sequence[NDArray[np.integer]]) -> dict[str, float]:
     """All DESIGN.md metrics over a set of images.
 
     Returns
@@ -142,6 +142,7 @@ def summarise(
     dict
         ``ap50`` (AP@0.5), ``ap50_95`` (mean AP over 0.5:0.95), ``ap75``,
         ``foreground_iou`` and ``adapted_rand_error`` (means over images), ``images``.
+
     """
     ap = average_precision(true, pred)
     return {

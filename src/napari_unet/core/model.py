@@ -70,6 +70,7 @@ class UNet(nn.Module):
     >>> net = UNet(ModelConfig(base_width=8, depth=3))
     >>> net(torch.zeros(2, 1, 100, 70)).shape
     torch.Size([2, 3, 100, 70])
+
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -81,8 +82,7 @@ class UNet(nn.Module):
             DownBlock(widths[i], widths[i + 1], config.norm) for i in range(config.depth)
         )
         self.up = nn.ModuleList(
-            UpBlock(widths[i + 1], widths[i], widths[i], config.norm)
-            for i in reversed(range(config.depth))
+            UpBlock(widths[i + 1], widths[i], widths[i], config.norm) for i in reversed(range(config.depth))
         )
         self.head = nn.Conv2d(widths[0], len(config.heads), 1)
 
@@ -107,13 +107,12 @@ class UNet(nn.Module):
         ------
         ValueError
             If ``x`` is not 4-D or has the wrong number of channels.
+
         """
         if x.ndim != 4:
             raise ValueError(f"UNet expects a (B, C, Y, X) tensor, got shape {tuple(x.shape)}")
         if x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"UNet expects {self.config.in_channels} input channel(s), got {x.shape[1]}"
-            )
+            raise ValueError(f"UNet expects {self.config.in_channels} input channel(s), got {x.shape[1]}")
         height, width = x.shape[-2:]
         multiple = self.config.size_multiple
         pad_y = -height % multiple

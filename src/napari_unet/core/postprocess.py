@@ -42,6 +42,7 @@ def labels_from_outputs(
     -------
     ndarray of int32, shape (Y, X)
         0 = background, objects numbered 1..N.
+
     """
     channel = {name: probabilities[i] for i, name in enumerate(heads)}
     foreground = channel["foreground"] > config.foreground_threshold
@@ -103,6 +104,7 @@ def stitch_planes(
     -------
     (labels, next_id)
         ``current`` renumbered, and the first id still unused.
+
     """
     current = current.astype(np.int64)
     count = int(current.max())

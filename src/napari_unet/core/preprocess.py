@@ -31,6 +31,7 @@ def percentile_normalise(
     Returns
     -------
     ndarray of float32, same shape as ``image``
+
     """
     data = np.asarray(image, dtype=np.float32)
     squeeze = data.ndim == 2
@@ -64,6 +65,7 @@ def match_channels(image: NDArray[np.float32], channels: int) -> NDArray[np.floa
     ------
     ValueError
         If the counts cannot be reconciled.
+
     """
     have = image.shape[0]
     if have == channels:
@@ -88,6 +90,7 @@ def rescale(image: NDArray[Any], factor: float, order: int = 1) -> NDArray[Any]:
     order : int
         0: nearest neighbour (for labels and masks, dtype kept); 1: bilinear,
         anti-aliased when shrinking (returns float32).
+
     """
     if factor == 1.0:
         return image
@@ -101,7 +104,9 @@ def resize_to(image: NDArray[Any], size: tuple[int, int], order: int = 1) -> NDA
         return image
     lead = image.shape[:-2]
     if order == 0:
-        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64)).reshape(1, -1, *image.shape[-2:])
+        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float64)).reshape(
+            1, -1, *image.shape[-2:]
+        )
         out = F.interpolate(tensor, size=size, mode="nearest-exact")
         return out.reshape(*lead, *size).numpy().astype(image.dtype)
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).reshape(1, -1, *image.shape[-2:])

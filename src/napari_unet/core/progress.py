@@ -22,6 +22,7 @@ class Progress:
         Numbers worth showing or plotting, e.g. ``{"loss": 0.31}``.
     result : object
         The job's result, set on the final record only.
+
     """
 
     step: int

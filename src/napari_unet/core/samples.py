@@ -35,6 +35,7 @@ class TrainingSample:
         1 where the targets are known (reviewed), 0 where they must not teach.
     name : str
         Where the sample came from (file name or layer name).
+
     """
 
     image: NDArray[np.float32]
@@ -69,15 +70,14 @@ def prepare_sample(
     ------
     ValueError
         If image and labels differ in shape.
+
     """
     image = np.asarray(image)
     labels = np.asarray(labels)
     if image.ndim == 2:
         image = image[None]
     if image.shape[-2:] != labels.shape:
-        raise ValueError(
-            f"{name or 'sample'}: image shape {image.shape[-2:]} != labels shape {labels.shape}"
-        )
+        raise ValueError(f"{name or 'sample'}: image shape {image.shape[-2:]} != labels shape {labels.shape}")
     normalised = percentile_normalise(image, preprocess.percentile_low, preprocess.percentile_high)
     normalised = match_channels(normalised, model.in_channels)
     supervised = np.ones(labels.shape, bool) if mask is None else np.asarray(mask, bool)
@@ -112,6 +112,7 @@ class CropSampler:
         Standard deviation of the elastic displacement in pixels.
     seed : int
         Seeds the sampler's own generators.
+
     """
 
     def __init__(
@@ -182,9 +183,7 @@ class CropSampler:
             ).astype(np.float32)
         )[None]
         image = torch.from_numpy(np.ascontiguousarray(sample.image[(slice(None), *window)]))[None]
-        labelled = np.concatenate(
-            [sample.targets[(slice(None), *window)], sample.mask[window][None]], axis=0
-        )
+        labelled = np.concatenate([sample.targets[(slice(None), *window)], sample.mask[window][None]], axis=0)
         image = F.grid_sample(image, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         labelled_t = F.grid_sample(
             torch.from_numpy(np.ascontiguousarray(labelled))[None],

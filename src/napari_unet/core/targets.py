@@ -23,6 +23,7 @@ def median_diameter(labels: NDArray[np.integer]) -> float | None:
     float or None
         ``sqrt(4 * area / pi)`` at the median object area, or ``None`` when
         there are no objects.
+
     """
     areas = np.bincount(labels.ravel())[1:]
     areas = areas[areas > 0]
@@ -43,6 +44,7 @@ def normalised_distance(labels: NDArray[np.integer]) -> NDArray[np.float32]:
     ndarray of float32, shape (Y, X)
         1 at each object's most interior pixel, falling to 0 at its outline
         and in the background.
+
     """
     interior = (labels > 0) & ~find_boundaries(labels, mode="inner")
     distance = ndi.distance_transform_edt(interior).astype(np.float32)
@@ -67,6 +69,7 @@ def head_targets(labels: NDArray[np.integer], heads: tuple[str, ...] = HEAD_NAME
     -------
     ndarray of float32, shape (len(heads), Y, X)
         Values in ``[0, 1]``.
+
     """
     labels = np.asarray(labels)
     out = np.empty((len(heads), *labels.shape), dtype=np.float32)

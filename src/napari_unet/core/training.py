@@ -16,7 +16,6 @@ from collections.abc import Callable, Generator
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +51,7 @@ def masked_loss(
     -------
     torch.Tensor
         Scalar loss.
+
     """
     logits = logits.float()
     supervised = mask.sum().clamp(min=1.0)
@@ -122,10 +122,10 @@ def train(
     Progress
         One per step, ``metrics["loss"]`` the step's loss; the last one carries
         the trained :class:`ModelBundle` as ``result``.
+
     """
     torch_device = choose_device(device)
     torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
     network = copy.deepcopy(bundle.network).to(torch_device)
     channels_last = torch_device.type == "cpu"
     if channels_last:
@@ -177,7 +177,9 @@ def train(
         smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
         metrics = {"loss": value, "loss_smoothed": smoothed, "lr": optimiser.param_groups[0]["lr"]}
         last = step + 1 == config.steps
-        if validate is not None and (last or (config.validate_every and (step + 1) % config.validate_every == 0)):
+        if validate is not None and (
+            last or (config.validate_every and (step + 1) % config.validate_every == 0)
+        ):
             current = snapshot()
             metrics.update(validate(current))
             _train_mode(network, config.freeze_norm)

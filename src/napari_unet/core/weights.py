@@ -56,6 +56,7 @@ class ModelBundle:
         Parent model, training data, steps, date, metrics, command.
     source : str
         Path the model was loaded from ("" if it was never saved).
+
     """
 
     network: UNet
@@ -86,6 +87,7 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
     -------
     Path
         The written file.
+
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +123,7 @@ def load_model(path: str | os.PathLike[str]) -> ModelBundle:
         If the file is missing, truncated or corrupt, holds code or objects
         other than plain data, has an unknown format version, or its weights
         do not fit its architecture.
+
     """
     path = Path(path)
     if not path.is_file():
@@ -197,6 +200,7 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     ------
     ModelFileError
         If nothing of that name exists.
+
     """
     text = str(name_or_path)
     if text in BUNDLED_MODELS:
@@ -220,6 +224,7 @@ def choose_device(name: str = "auto") -> torch.device:
     ------
     ValueError
         For an unknown name or a device this machine does not have.
+
     """
     name = name.strip().lower()
     if name == "auto":
