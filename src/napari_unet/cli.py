@@ -55,7 +55,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             postprocess=PostprocessConfig(fill_background=args.fill_background, min_size=args.min_size),
             name=args.name or Path(args.output).stem,
         )
-    pairs = read_labelled_folder(args.images, args.labels)
+    pairs = read_labelled_folder(args.images, args.labels, args.pattern)
     started = time.perf_counter()
     samples = [
         prepare_sample(image, labels, bundle.config, bundle.preprocess, name=name)
@@ -68,7 +68,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.val_images and args.val_labels:
         from napari_unet.core.evaluation import evaluate_bundle
 
-        val_pairs = read_labelled_folder(args.val_images, args.val_labels)
+        val_pairs = read_labelled_folder(args.val_images, args.val_labels, args.val_pattern)
 
         def validate(current: ModelBundle) -> dict[str, float]:
             return evaluate_bundle(current, val_pairs, device=args.device)
@@ -85,7 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         validate_every=args.validate_every,
     )
     provenance = {
-        "data": {"images": str(args.images), "labels": str(args.labels)},
+        "data": {"images": str(args.images), "labels": str(args.labels), "pattern": args.pattern},
         "command": "napari-unet " + " ".join(sys.argv[1:]),
     }
     result = None
@@ -184,7 +184,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_unet.core.io import read_labelled_folder
 
     _set_threads(args.threads)
-    pairs = read_labelled_folder(args.images, args.labels)
+    pairs = read_labelled_folder(args.images, args.labels, args.pattern)
     if args.classical:
         name = "classical (Otsu + distance watershed)"
         metrics = evaluate_classical(pairs)
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a model on labelled images (DESIGN.md metrics)")
     evaluate.add_argument("--images", required=True, help="folder of images (TIFF)")
     evaluate.add_argument("--labels", required=True, help="folder of instance label TIFFs, same names")
+    evaluate.add_argument("--pattern", default="*", help="glob selecting images (default *)")
     evaluate.add_argument("--model", default="nuclei", help="bundled name, user model name or file path")
     evaluate.add_argument(
         "--classical", action="store_true", help="score the Otsu + watershed baseline instead"
@@ -254,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--steps", type=int, help="optimiser steps (default 3000 from scratch, 400 fine-tuning)"
     )
+    train.add_argument("--pattern", default="*", help="glob selecting training images (default *)")
     train.add_argument("--val-images", help="validation images, scored during training")
+    train.add_argument("--val-pattern", default="*", help="glob selecting validation images")
     train.add_argument("--val-labels", help="validation labels")
     train.add_argument("--validate-every", type=int, default=0, help="steps between validations")
     train.add_argument("--batch-size", type=int, default=8)

@@ -186,9 +186,17 @@ def write_labels(
 
 
 def read_labelled_folder(
-    images: str | os.PathLike[str], labels: str | os.PathLike[str]
+    images: str | os.PathLike[str], labels: str | os.PathLike[str], pattern: str = "*"
 ) -> list[tuple[str, NDArray[Any], NDArray[Any]]]:
     """Read image/label pairs that share a file name.
+
+    Parameters
+    ----------
+    images, labels : path
+        Folders; every TIFF in ``images`` matching ``pattern`` needs a label
+        TIFF of the same name in ``labels``.
+    pattern : str
+        Glob pattern selecting image files (e.g. ``"slice1*.tif"``).
 
     Returns
     -------
@@ -202,9 +210,9 @@ def read_labelled_folder(
         If a folder holds no TIFFs, an image has no label file, or shapes differ.
 
     """
-    image_paths = find_inputs([images])
+    image_paths = find_inputs([images], pattern)
     if not image_paths:
-        raise InputError(f"{images}: no TIFF images in this folder")
+        raise InputError(f"{images}: no TIFF images matching {pattern!r} in this folder")
     pairs = []
     for image_path in image_paths:
         label_path = Path(labels) / image_path.name

@@ -1,0 +1,113 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet.cli import main
+
+
+@pytest.fixture(scope="module")
+def real_inputs(tmp_path_factory: pytest.TempPathFactory, nuclei_val: Path) -> Path:
+    """Two real DSB validation images plus three bad files in one folder."""
+    folder = tmp_path_factory.mktemp("inputs")
+    for path in sorted((nuclei_val / "images").glob("*.tif"))[:2]:
+        shutil.copy(path, folder / path.name)
+    (folder / "empty.tif").write_bytes(b"")
+    (folder / "random.tif").write_bytes(np.random.default_rng(0).bytes(5000))
+    good = sorted(folder.glob("*.tif"))[0].read_bytes()
+    (folder / "truncated.tif").write_bytes(good[:200])
+    return folder
+
+
+def test_segment_folder_end_to_end_with_bad_files(real_inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_unet.cli", "segment", str(real_inputs), "-o", str(out), "--overlay"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("napari-unet: error:")]
+    assert len(errors) == 4  # three bad files and the summary
+    for name in ("empty.tif", "random.tif", "truncated.tif"):
+        assert any(name in line for line in errors)
+        assert not (out / name).exists()
+    good = [p for p in sorted(real_inputs.glob("*.tif")) if p.stat().st_size > 1000 and "truncated" not in p.name]
+    assert len(good) == 2
+    for path in good:
+        labels = tifffile.imread(out / path.name)
+        assert labels.shape == tifffile.imread(path).shape
+        assert labels.dtype in (np.uint16, np.uint32)
+        assert labels.max() > 0
+        assert (out / f"{path.stem}_overlay.png").is_file()
+        with tifffile.TiffFile(out / path.name) as tiff:
+            provenance = json.loads(tiff.pages[0].description)
+        assert provenance["model"] == "nuclei" and provenance["input"].endswith(path.name)
+    assert not list(out.glob(".*part")), "temporary files left behind"
+
+
+def test_segment_resumes_and_overwrites(nuclei_val: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    image = sorted((nuclei_val / "images").glob("*.tif"))[0]
+    out = tmp_path / "out"
+    assert main(["segment", str(image), "-o", str(out)]) == 0
+    first = (out / image.name).stat().st_mtime_ns
+    assert main(["segment", str(image), "-o", str(out)]) == 0
+    assert "skipped" in capsys.readouterr().err
+    assert (out / image.name).stat().st_mtime_ns == first
+    assert main(["segment", str(image), "-o", str(out), "--overwrite"]) == 0
+    assert (out / image.name).stat().st_mtime_ns != first
+
+
+def test_segment_stack_keeps_spatial_shape(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    stack = np.zeros((3, 64, 80), np.uint16)
+    yy, xx = np.mgrid[:64, :80]
+    for z in range(3):
+        for _ in range(5):
+            cy, cx = rng.integers(10, 54), rng.integers(10, 70)
+            stack[z][(yy - cy) ** 2 + (xx - cx) ** 2 < 36] = 1000
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    assert main(["segment", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"), "--axes", "ZYX"]) == 0
+    assert tifffile.imread(tmp_path / "out" / "stack.tif").shape == (3, 64, 80)
+
+
+def test_wrong_axes_and_missing_inputs_are_one_line_errors(
+    nuclei_val: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = sorted((nuclei_val / "images").glob("*.tif"))[0]
+    assert main(["segment", str(image), "-o", str(tmp_path), "--axes", "ZYX"]) == 1
+    err = capsys.readouterr().err
+    assert image.name in err and "do not match" in err
+    assert main(["segment", str(tmp_path / "nope.tif"), "-o", str(tmp_path)]) == 2
+    assert "nope.tif: no such file or folder" in capsys.readouterr().err
+    assert main(["segment", str(image), "-o", str(tmp_path), "--model", "nonexistent"]) == 2
+    assert "no such model" in capsys.readouterr().err
+
+
+def test_models_lists_bundled_models(capsys: pytest.CaptureFixture) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("nuclei", "phase-cells", "em-membranes"):
+        assert name in out
+    assert "[missing]" not in out
+
+
+def test_evaluate_prints_design_metrics_as_json(
+    nuclei_val: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+        for path in sorted((nuclei_val / sub).glob("*.tif"))[:3]:
+            shutil.copy(path, tmp_path / sub / path.name)
+    assert main(["evaluate", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["images"] == 3
+    assert 0.5 < metrics["ap50"] <= 1.0
+    assert 0 <= metrics["adapted_rand_error"] < 0.5

@@ -1,0 +1,30 @@
+import subprocess
+import sys
+
+CHECK = """
+import sys
+{imports}
+loaded = sorted(m for m in {forbidden!r} if m in sys.modules)
+print(",".join(loaded))
+"""
+
+
+def loaded_after(imports: str, forbidden: tuple[str, ...]) -> list[str]:
+    code = CHECK.format(imports=imports, forbidden=forbidden)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_importing_the_package_loads_no_torch_qt_or_napari() -> None:
+    assert loaded_after("import napari_unet", ("torch", "napari", "qtpy", "PyQt5", "magicgui")) == []
+
+
+def test_core_and_cli_never_import_the_gui_stack() -> None:
+    imports = "\n".join(
+        [
+            "import napari_unet.cli",
+            "import napari_unet.core.batch, napari_unet.core.evaluation, napari_unet.core.training",
+            "import napari_unet.core.inference, napari_unet.core.weights, napari_unet.core.metrics",
+        ]
+    )
+    assert loaded_after(imports, ("napari", "qtpy", "PyQt5", "magicgui")) == []
