@@ -44,6 +44,7 @@ def blobs(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
         ((2, 2, 3, 40, 30), "TZCYX", "TZCYX", (2, 2, 40, 30)),
         ((2, 40, 30, 3), None, "ZYXC", (2, 40, 30)),
         ((40, 2, 30), "YCX", "YCX", (40, 30)),
+        ((40, 30, 2), "YXZ", "YXZ", (40, 30, 2)),
     ],
 )
 def test_every_axes_layout_gives_labels_of_the_spatial_shape(

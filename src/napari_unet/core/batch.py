@@ -126,5 +126,5 @@ def _write_overlay(target: Path, image: Any, axes: str, result: Segmentation) ->
     """Write the middle plane of ``image`` with object outlines beside ``target``."""
     index = tuple(n // 2 for a, n in zip(axes, image.shape, strict=True) if a in stack_axes(axes))
     plane = np.asarray(image[plane_selector(axes, index)]).transpose(plane_order(axes))
-    label_index = tuple(index)
-    write_overlay(target.with_name(f"{target.stem}_overlay.png"), plane, result.labels[label_index])
+    labels = result.labels[plane_selector(output_axes(axes), index)]
+    write_overlay(target.with_name(f"{target.stem}_overlay.png"), plane, labels)

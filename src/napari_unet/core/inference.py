@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from napari_unet.core.axes import (
     guess_axes,
     normalise_axes,
+    output_axes,
     output_shape,
     plane_indices,
     plane_order,
@@ -334,7 +335,7 @@ class Segmenter:
             else:
                 plane_labels = np.where(plane_labels > 0, plane_labels + (next_id - 1), 0).astype(np.int32)
                 next_id = int(plane_labels.max()) + 1 if plane_labels.any() else next_id
-            labels[index] = plane_labels
+            labels[plane_selector(output_axes(axes), index)] = plane_labels
             previous = plane_labels
             if keep_outputs:
                 outputs[index] = plane_outputs

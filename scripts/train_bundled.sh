@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduce the bundled models from the real data in ../shared/data (CPU, 2 cores: ~30 min each).
+# Usage: scripts/train_bundled.sh [nuclei|phase-cells|em-membranes]...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${NAPARI_UNET_DATA:-../shared/data}
+OUT=${OUT:-src/napari_unet/weights}
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(nuclei phase-cells em-membranes)
+for model in "${models[@]}"; do
+  case "$model" in
+    nuclei)
+      napari-unet train --images "$DATA/nuclei-dsb2018/train/images" --labels "$DATA/nuclei-dsb2018/train/labels" \
+        -o "$OUT/nuclei.pt" --name nuclei --steps 4000 --diameter 20 --log-every 100 ;;
+    phase-cells)
+      napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
+        -o "$OUT/phase-cells.pt" --name phase-cells --steps 2500 --diameter 32 --min-size 30 --log-every 100 ;;
+    em-membranes)
+      napari-unet train --images "$DATA/em-isbi2012/train/images" --labels "$DATA/em-isbi2012/train/labels" \
+        --pattern 'slice[01]*.tif' -o "$OUT/em-membranes.pt" --name em-membranes --steps 2000 \
+        --no-rescale --diameter 28 --fill-background --log-every 100 ;;
+    *) echo "unknown model $model" >&2; exit 2 ;;
+  esac
+done
