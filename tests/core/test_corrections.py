@@ -7,6 +7,7 @@ import torch
 from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
 from napari_unet.core.corrections import (
     Correction,
+    CorrectionSet,
     CorrectionStore,
     default_corrections_dir,
     image_fingerprint,
@@ -75,29 +76,53 @@ def test_fingerprint_identifies_content():
 def test_store_round_trip(tmp_path):
     store = CorrectionStore(tmp_path / "corrections")
     labels = disc_labels()
-    mask = labels > 0
+    edited = labels > 0
     image = (labels * 50).astype(np.uint8)
-    path = store.save(Correction("img-1", (3,), image, labels, mask, {"name": "img"}))
+    path = store.save(Correction("img-1", (3,), image, labels, edited, meta={"name": "img"}))
     assert path.is_file() and path.parent == tmp_path / "corrections" / "img-1"
-    store.save(Correction("img-1", (0,), image, labels, mask, {"name": "img"}))
-    assert store.keys() == ["img-1"] and store.count("img-1") == 2
+    store.save(Correction("img-1", (0,), image, labels, edited, fully_reviewed=True))
+    assert store.keys() == ["img-1"] and store.find("1") == ["img-1"] and store.find("2") == []
     loaded = store.load("img-1")
     assert [c.plane for c in loaded] == [(0,), (3,)]
+    assert loaded[0].fully_reviewed and loaded[0].mask.all()
     np.testing.assert_array_equal(loaded[1].labels, labels)
-    np.testing.assert_array_equal(loaded[1].mask, mask)
+    np.testing.assert_array_equal(loaded[1].edited, edited)
     np.testing.assert_array_equal(loaded[1].image, image)
     assert loaded[1].meta["name"] == "img" and "saved" in loaded[1].meta
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
-    store.remove("img-1", (0,))
-    assert store.count("img-1") == 1
+
+
+def test_generations_keep_earlier_corrections(tmp_path):
+    store = CorrectionStore(tmp_path)
+    labels = disc_labels()
+    assert store.next_generation("k", (2,)) == 0
+    store.save(Correction("k", (2,), labels, labels, labels > 0))
+    generation = store.next_generation("k", (2,))
+    assert generation == 1
+    store.save(Correction("k", (2,), labels, labels * 0, labels > 0, generation=generation))
+    assert len(store.load("k")) == 2
+    latest = store.load("k", latest_only=True)
+    assert len(latest) == 1 and latest[0].generation == 1 and not latest[0].labels.any()
 
 
 def test_store_skips_unreadable_files(tmp_path):
     store = CorrectionStore(tmp_path)
     store.save(Correction("k", (), np.zeros((8, 8)), np.zeros((8, 8), np.int32), np.ones((8, 8), bool)))
-    (tmp_path / "k" / "plane-9.npz").write_bytes(b"truncated")
+    (tmp_path / "k" / "plane-9-g0.npz").write_bytes(b"truncated")
     assert len(store.load("k")) == 1
     assert store.load("missing") == []
+
+
+def test_correction_set_saves_as_it_goes_and_follows_the_folder(tmp_path):
+    corrections = CorrectionSet(CorrectionStore(tmp_path / "a"))
+    labels = disc_labels()
+    corrections.update(Correction("k", (), labels, labels, labels > 0))
+    version = corrections.version
+    corrections.update(Correction("k", (), labels, labels, labels > 0))  # same plane: replaced
+    assert len(corrections) == 1 and corrections.version > version
+    assert (tmp_path / "a" / "k" / "plane-0-g0.npz").is_file()
+    corrections.store = CorrectionStore(tmp_path / "b")
+    assert (tmp_path / "b" / "k" / "plane-0-g0.npz").is_file()
 
 
 def test_default_folder_is_never_the_working_directory(monkeypatch, tmp_path):
@@ -113,11 +138,10 @@ def test_training_samples_carry_the_reviewed_mask(bundle):
     labels = disc_labels()
     edited = np.zeros(labels.shape, bool)
     edited[44, 44] = True
-    mask = reviewed_region(labels, edited, margin=2)
     image = (labels > 0).astype(np.float32) * 200 + 10
     corrections = [
-        Correction("k", (), image, labels, mask),
-        Correction("k", (1,), image, labels, np.zeros_like(mask)),
+        Correction("k", (), image, labels, edited),
+        Correction("k", (1,), image, labels, np.zeros_like(edited)),
     ]
     samples = training_samples(corrections, bundle)
     assert len(samples) == 1

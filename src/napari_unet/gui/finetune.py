@@ -1,0 +1,201 @@
+"""The Fine-tune part of the dock widget: train on the session's corrections in the background."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import CheckBox, Container, Label, ProgressBar, PushButton, SpinBox
+from napari.qt.threading import GeneratorWorker
+from napari.utils.notifications import show_error
+
+from napari_unet.core.config import TrainingConfig
+from napari_unet.core.corrections import CorrectionSet
+from napari_unet.core.progress import Progress
+from napari_unet.core.store import ModelVersion, save_version
+from napari_unet.core.weights import ModelBundle, choose_device
+from napari_unet.gui.plot import LossPlot
+from napari_unet.gui.workers import FineTuneJob, ModelCache, fine_tune_worker
+
+FINE_TUNE_OPTIONS: dict[str, Any] = {
+    "batch_size": 4,
+    "crop_size": 128,
+    "learning_rate": 5e-4,
+    "freeze_norm": True,
+}
+"""Training settings for fine-tuning on a few corrected planes on a laptop CPU."""
+
+SNAPSHOT_EVERY = 5
+"""Steps between copies of the weights that "Stop and keep" can save."""
+
+
+class FineTunePanel(Container):
+    """Fine-tune button, Stop / Stop and keep, progress and a live loss plot.
+
+    Parameters
+    ----------
+    models : ModelCache
+    corrections : CorrectionSet
+        What to train on (read afresh by each training round).
+    model_path : callable
+        Returns the file of the model to start from (the one selected).
+    device : callable
+        Returns the device name chosen in the widget.
+    before_start : callable
+        Called before training starts (writes pending corrections).
+    on_saved : callable
+        Called with the new model version once saved.
+
+    Attributes
+    ----------
+    training_options : dict
+        Extra :class:`~napari_unet.core.config.TrainingConfig` fields (tests use tiny ones).
+
+    """
+
+    def __init__(
+        self,
+        models: ModelCache,
+        corrections: CorrectionSet,
+        model_path: Callable[[], str | None],
+        device: Callable[[], str],
+        before_start: Callable[[], None],
+        on_saved: Callable[[ModelVersion], None],
+    ) -> None:
+        super().__init__(labels=True)
+        self._models = models
+        self._corrections = corrections
+        self._model_path = model_path
+        self._device = device
+        self._before_start = before_start
+        self._on_saved = on_saved
+        self.training_options = dict(FINE_TUNE_OPTIONS)
+        self.worker: GeneratorWorker | None = None
+        self._job: FineTuneJob | None = None
+        self._keep = False
+
+        self._steps = SpinBox(label="Steps", value=100, min=1, max=100_000, step=10)
+        self._continuous = CheckBox(text="Keep training while I correct", value=False)
+        self._finetune = PushButton(text="Fine-tune")
+        self._stop = PushButton(text="Stop", enabled=False, tooltip="Stop and discard the training")
+        self._stop_keep = PushButton(
+            text="Stop and keep", enabled=False, tooltip="Stop and save the weights trained so far"
+        )
+        self._progress = ProgressBar(label="Training", value=0, min=0, max=1, visible=False)
+        self._status = Label(value="Correct some labels, then Fine-tune.")
+        buttons = Container(widgets=[self._stop, self._stop_keep], layout="horizontal", labels=False)
+        self.extend([self._steps, self._continuous, self._finetune, buttons, self._progress, self._status])
+        self.loss_plot = LossPlot()
+        self.native.layout().addWidget(self.loss_plot)
+
+        self._finetune.changed.connect(self._on_finetune_clicked)
+        self._stop.changed.connect(self._on_stop_clicked)
+        self._stop_keep.changed.connect(self._on_stop_keep_clicked)
+
+    @property
+    def running(self) -> bool:
+        """Whether a training worker is running."""
+        return self.worker is not None
+
+    def _set_status(self, text: str) -> None:
+        self._status.value = text
+        self._status.tooltip = text
+
+    def _on_finetune_clicked(self) -> None:
+        self.start()
+
+    def start(self) -> GeneratorWorker | None:
+        """Start fine-tuning the selected model on all corrections of the session."""
+        if self.running:
+            return None
+        path = self._model_path()
+        if path is None:
+            self._set_status("Choose a model first.")
+            return None
+        self._before_start()
+        continuous = bool(self._continuous.value)
+        if not len(self._corrections) and not continuous:
+            self._set_status("No corrections yet: edit the labels with napari's brush, eraser or fill.")
+            return None
+        try:
+            parent = self._models.get(path)
+        except ValueError as error:
+            self._set_status(str(error))
+            return None
+        steps = int(self._steps.value)
+        config = TrainingConfig(
+            steps=steps,
+            amp=choose_device(self._device()).type == "cuda",
+            validate_every=min(SNAPSHOT_EVERY, steps),
+            **self.training_options,
+        )
+        self._job = FineTuneJob(parent, self._corrections, config, self._device(), continuous)
+        self._keep = False
+        self.worker = worker = fine_tune_worker(self._job)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.aborted.connect(self._on_aborted)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self.loss_plot.clear()
+        self._progress.max = steps
+        self._progress.value = 0
+        self._progress.visible = True
+        self._finetune.enabled = False
+        self._stop.enabled = self._stop_keep.enabled = True
+        self._set_status(f"Fine-tuning {parent.name} on {len(self._corrections)} corrected plane(s)…")
+        worker.start()
+        return worker
+
+    def _on_progress(self, record: Progress) -> None:
+        if record.total:
+            self._progress.max = record.total
+            self._progress.value = record.step
+        if "loss" in record.metrics:
+            self.loss_plot.append(record.metrics["loss"])
+            self._set_status(f"{record.message}: loss {record.metrics['loss']:.3f}")
+        elif record.message:
+            self._set_status(record.message)
+
+    def _on_stop_clicked(self) -> None:
+        self.stop(keep=False)
+
+    def _on_stop_keep_clicked(self) -> None:
+        self.stop(keep=True)
+
+    def stop(self, keep: bool) -> None:
+        """Stop training; with ``keep``, save the weights trained so far as a new version."""
+        if self.worker is None:
+            return
+        self._keep = keep
+        self._stop.enabled = self._stop_keep.enabled = False
+        self._set_status("Stopping…")
+        self.worker.quit()
+
+    def _save(self, bundle: ModelBundle) -> None:
+        version = save_version(bundle)
+        self._models.put(bundle)
+        self._set_status(f"Saved {version.name} ({version.path}).")
+        self._on_saved(version)
+
+    def _on_returned(self, bundle: ModelBundle | None) -> None:
+        if bundle is not None:
+            self._save(bundle)
+
+    def _on_aborted(self) -> None:
+        kept = self._job.kept_result() if self._keep and self._job is not None else None
+        if kept is not None:
+            self._save(kept)
+        else:
+            self._set_status("Stopped: the model is unchanged.")
+
+    def _on_errored(self, error: Exception) -> None:
+        self._set_status(f"Fine-tuning failed: {error}")
+        show_error(f"Fine-tuning failed: {error}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._job = None
+        self._progress.visible = False
+        self._finetune.enabled = True
+        self._stop.enabled = self._stop_keep.enabled = False

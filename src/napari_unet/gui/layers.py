@@ -1,0 +1,190 @@
+"""napari layers <-> arrays: axes of a layer, planes, the result layer, and edit tracking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import napari
+import numpy as np
+from numpy.typing import NDArray
+
+from napari_unet.core.axes import (
+    CHANNEL,
+    guess_axes,
+    output_axes,
+    output_shape,
+    plane_order,
+    plane_selector,
+    stack_axes,
+)
+from napari_unet.core.inference import PlaneOutputs, Segmenter
+from napari_unet.core.postprocess import stitch_planes
+
+Plane = tuple[int, ...]
+_STACK_NAMES = "ZTUVW"
+
+
+def labels_name(image_layer: napari.layers.Image) -> str:
+    """Name of the result layer of an image layer: ``<image> labels``."""
+    return f"{image_layer.name} labels"
+
+
+def image_data(layer: napari.layers.Image) -> Any:
+    """The full-resolution array of an image layer (level 0 of a multiscale one)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def layer_axes(layer: napari.layers.Image) -> str:
+    """Axes of a layer's data, guessed from its shape and whether napari shows it as RGB."""
+    shape = tuple(image_data(layer).shape)
+    if layer.rgb:
+        return "".join(reversed(_STACK_NAMES[: len(shape) - 3])) + "YXC"
+    axes = guess_axes(shape)
+    if axes.endswith(CHANNEL):  # napari shows the last axis as a stack, not as colour
+        axes = "".join(reversed(_STACK_NAMES[: len(shape) - 2])) + "YX"
+    return axes
+
+
+def _displayed_axes(layer: napari.layers.Image, axes: str) -> str:
+    """Axes of the layer's own dimensions (napari counts an RGB axis out of ``ndim``)."""
+    return axes[:-1] if layer.rgb else axes
+
+
+def labels_transform(layer: napari.layers.Image, axes: str) -> dict[str, tuple[float, ...]]:
+    """Scale and translate of the result layer: the image's, without its channel axis."""
+    shown = _displayed_axes(layer, axes)
+    keep = [i for i, a in enumerate(shown) if a != CHANNEL]
+    return {
+        "scale": tuple(float(layer.scale[i]) for i in keep),
+        "translate": tuple(float(layer.translate[i]) for i in keep),
+    }
+
+
+def current_plane(viewer: napari.Viewer, layer: napari.layers.Image, axes: str) -> Plane:
+    """Stack position of the plane the viewer shows, in the image's data coordinates."""
+    shown = _displayed_axes(layer, axes)
+    position = layer.world_to_data(viewer.dims.point[-layer.ndim :])
+    shape = image_data(layer).shape
+    index = []
+    for i, a in enumerate(shown):
+        if a in stack_axes(axes):
+            index.append(int(np.clip(round(float(position[i])), 0, shape[i] - 1)))
+    return tuple(index)
+
+
+def read_plane(image: Any, axes: str, plane: Plane) -> NDArray[Any]:
+    """One (Y, X) or (C, Y, X) plane of an image, as the model reads it."""
+    return np.asarray(image[plane_selector(axes, plane)]).transpose(plane_order(axes))
+
+
+def labels_plane_selector(axes: str, plane: Plane) -> tuple[int | slice, ...]:
+    """Index of one plane in the label image of an image with ``axes``."""
+    return plane_selector(output_axes(axes), plane)
+
+
+def ensure_labels_layer(
+    viewer: napari.Viewer, image_layer: napari.layers.Image, axes: str
+) -> napari.layers.Labels:
+    """The image's result layer, created empty (or reshaped) when needed, aligned with the image."""
+    shape = output_shape(axes, tuple(image_data(image_layer).shape))
+    name = labels_name(image_layer)
+    transform = labels_transform(image_layer, axes)
+    if name in viewer.layers and isinstance(viewer.layers[name], napari.layers.Labels):
+        layer = viewer.layers[name]
+        if layer.data.shape != shape:
+            layer.data = np.zeros(shape, np.int32)
+        layer.scale, layer.translate = transform["scale"], transform["translate"]
+        return layer
+    return viewer.add_labels(np.zeros(shape, np.int32), name=name, **transform)
+
+
+def relabel(
+    segmenter: Segmenter,
+    outputs: dict[Plane, PlaneOutputs],
+    stitch: bool,
+    postprocess: Any,
+) -> dict[Plane, NDArray[np.int32]]:
+    """Labels of every cached plane under new post-processing settings (no network).
+
+    Planes are numbered apart (or joined, with ``stitch``) as
+    :meth:`~napari_unet.core.inference.Segmenter.segment` numbers them.
+    """
+    result: dict[Plane, NDArray[np.int32]] = {}
+    next_id = 1
+    previous: NDArray[np.int32] | None = None
+    for plane in sorted(outputs):
+        labels = segmenter.labels(outputs[plane], postprocess)
+        if stitch and previous is not None and plane:
+            stitched, next_id = stitch_planes(previous, labels, next_id)
+            labels = stitched.astype(np.int32)
+        else:
+            labels = np.where(labels > 0, labels + (next_id - 1), 0).astype(np.int32)
+            next_id = int(labels.max()) + 1 if labels.any() else next_id
+        result[plane] = previous = labels
+    return result
+
+
+class EditTracker:
+    """Records which pixels of a Labels layer a person edited, from the layer's ``paint`` events.
+
+    napari emits ``paint`` once per brush stroke, fill or erase (and for
+    ``data_setitem``), with the changed region; writes by this plugin
+    (``layer.data[...] = ...``) emit nothing and so are never taken for edits.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    axes : str
+        Axes of the image (the layer has the same without ``C``).
+    on_edit : callable
+        Called with the set of stack positions (planes) that were just edited.
+
+    """
+
+    def __init__(self, layer: napari.layers.Labels, axes: str, on_edit: Callable[[set[Plane]], None]) -> None:
+        self.layer = layer
+        self.axes = output_axes(axes)
+        self.edited = np.zeros(layer.data.shape, bool)
+        self._stack_dims = tuple(i for i, a in enumerate(self.axes) if a in stack_axes(self.axes))
+        self._on_edit = on_edit
+        layer.events.paint.connect(self._on_paint)
+
+    def disconnect(self) -> None:
+        """Stop listening to the layer."""
+        self.layer.events.paint.disconnect(self._on_paint)
+
+    def _on_paint(self, event: Any) -> None:
+        touched = np.zeros(self.edited.shape, bool)
+        for atom in event.value:
+            if hasattr(atom, "slice_key"):  # mask-based edit: paint, fill, polygon
+                region = touched[atom.slice_key]
+                touched[atom.slice_key] = True if atom.mask is None else region | atom.mask
+            else:  # (indices, old values, new values) from data_setitem
+                touched[tuple(np.asarray(i) for i in atom[0])] = True
+        if not touched.any():
+            return
+        self.edited |= touched
+        self._on_edit(self._planes_of(touched))
+
+    def _planes_of(self, mask: NDArray[np.bool_]) -> set[Plane]:
+        if not self._stack_dims:
+            return {()} if mask.any() else set()
+        spatial = tuple(i for i in range(mask.ndim) if i not in self._stack_dims)
+        return {tuple(int(i) for i in index) for index in np.argwhere(mask.any(axis=spatial))}
+
+    def plane(self, plane: Plane) -> NDArray[np.bool_]:
+        """Edited pixels of one plane, shape (Y, X) (a view)."""
+        return self.edited[plane_selector(self.axes, plane)]
+
+    def edited_planes(self) -> set[Plane]:
+        """Planes with at least one edited pixel."""
+        return self._planes_of(self.edited)
+
+    def forget(self, planes: Iterable[Plane] | None = None) -> None:
+        """Treat ``planes`` (default all) as unedited, e.g. after they were segmented afresh."""
+        if planes is None:
+            self.edited[...] = False
+            return
+        for plane in planes:
+            self.edited[plane_selector(self.axes, plane)] = False

@@ -1,0 +1,176 @@
+"""Record a person's corrections on a result layer and save them as they are made."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from napari_unet.core.corrections import (
+    Correction,
+    CorrectionSet,
+    CorrectionStore,
+    image_fingerprint,
+    image_key,
+)
+from napari_unet.gui.layers import (
+    EditTracker,
+    Plane,
+    ensure_labels_layer,
+    image_data,
+    labels_plane_selector,
+    read_plane,
+)
+
+SAVE_DELAY_MS = 300
+"""Edits are written this long after the last stroke (strokes in a burst are written once)."""
+
+
+class CorrectionRecorder:
+    """Tracks edits on one image's result layer and writes each edited plane to the store.
+
+    Parameters
+    ----------
+    corrections : CorrectionSet
+        The session's corrections (what Fine-tune trains on).
+
+    """
+
+    def __init__(self, corrections: CorrectionSet) -> None:
+        self.corrections = corrections
+        self.image_layer: napari.layers.Image | None = None
+        self.axes = ""
+        self.key = ""
+        self.tracker: EditTracker | None = None
+        self._fully_reviewed: set[Plane] = set()
+        self._generation: dict[tuple[str, Plane], int] = {}
+        self._dirty: set[Plane] = set()
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(SAVE_DELAY_MS)
+        self._timer.timeout.connect(self.flush)
+
+    @property
+    def store(self) -> CorrectionStore:
+        """Where corrections are written."""
+        return self.corrections.store
+
+    def set_image(self, image_layer: napari.layers.Image | None, axes: str) -> None:
+        """Follow another image (its result layer, if it has one, is tracked from now on)."""
+        self.flush()
+        self.detach()
+        self.image_layer, self.axes = image_layer, axes
+        self.key = ""
+        if image_layer is not None:
+            self.key = image_key(image_layer.name, image_fingerprint(image_data(image_layer)))
+
+    def attach(self, labels_layer: napari.layers.Labels) -> None:
+        """Track edits on ``labels_layer`` (the current image's result layer)."""
+        if self.tracker is not None and self.tracker.layer is labels_layer:
+            if self.tracker.edited.shape == labels_layer.data.shape:
+                return
+        self.detach()
+        self.tracker = EditTracker(labels_layer, self.axes, self._on_edit)
+
+    def detach(self) -> None:
+        """Stop tracking the result layer."""
+        if self.tracker is not None:
+            self.tracker.disconnect()
+            self.tracker = None
+        self._fully_reviewed.clear()
+
+    def edited_planes(self) -> set[Plane]:
+        """Planes of the current result layer with edits."""
+        return self.tracker.edited_planes() if self.tracker is not None else set()
+
+    def _on_edit(self, planes: set[Plane]) -> None:
+        self._dirty |= planes
+        self._timer.start()
+
+    def mark_reviewed(self, plane: Plane) -> None:
+        """Say the person checked every pixel of ``plane``: all of it trains."""
+        if self.tracker is None:
+            return
+        self._fully_reviewed.add(plane)
+        self._dirty.add(plane)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every plane edited since the last write (now, not after the delay)."""
+        self._timer.stop()
+        dirty, self._dirty = self._dirty, set()
+        if self.tracker is None or self.image_layer is None:
+            return
+        labels = self.tracker.layer.data
+        for plane in sorted(dirty):
+            generation = self._generation.get((self.key, plane))
+            if generation is None:
+                generation = self.store.next_generation(self.key, plane)
+                self._generation[(self.key, plane)] = generation
+            self.corrections.update(
+                Correction(
+                    key=self.key,
+                    plane=plane,
+                    image=read_plane(image_data(self.image_layer), self.axes, plane),
+                    labels=np.array(labels[labels_plane_selector(self.axes, plane)], np.int32),
+                    edited=self.tracker.plane(plane).copy(),
+                    fully_reviewed=plane in self._fully_reviewed,
+                    generation=generation,
+                    meta=self._meta(),
+                )
+            )
+
+    def _meta(self) -> dict[str, Any]:
+        assert self.image_layer is not None
+        source = getattr(self.image_layer.source, "path", None)
+        return {"image": self.image_layer.name, "source": str(source or ""), "axes": self.axes}
+
+    def segmented(self, planes: set[Plane]) -> None:
+        """``planes`` were segmented afresh: their saved corrections stay, new edits start anew."""
+        self.flush()
+        if self.tracker is not None:
+            self.tracker.forget(planes)
+        for plane in planes:
+            self._generation.pop((self.key, plane), None)
+            self._fully_reviewed.discard(plane)
+
+    def saved_count(self) -> int:
+        """Planes of the current image with corrections on disk (under any name)."""
+        if not self.key:
+            return 0
+        fingerprint = self.key.rsplit("-", 1)[-1]
+        return sum(len(self.store.load(k, latest_only=True)) for k in self.store.find(fingerprint))
+
+    def restore(self, viewer: napari.Viewer) -> int:
+        """Put the saved corrections of the current image back on its result layer.
+
+        Returns
+        -------
+        int
+            Planes restored.
+
+        """
+        if self.image_layer is None:
+            return 0
+        fingerprint = self.key.rsplit("-", 1)[-1]
+        saved = [c for k in self.store.find(fingerprint) for c in self.store.load(k, latest_only=True)]
+        if not saved:
+            return 0
+        self.flush()
+        layer = ensure_labels_layer(viewer, self.image_layer, self.axes)
+        self.attach(layer)
+        assert self.tracker is not None
+        for correction in saved:
+            selector = labels_plane_selector(self.axes, correction.plane)
+            layer.data[selector] = correction.labels
+            self.tracker.edited[selector] = correction.edited
+            if correction.fully_reviewed:
+                self._fully_reviewed.add(correction.plane)
+            # later edits of this plane continue the restored correction
+            self.key = correction.key
+            self._generation[(correction.key, correction.plane)] = correction.generation
+            self.corrections.update(correction)
+        layer.refresh()
+        return len(saved)

@@ -1,0 +1,497 @@
+"""The dock widget: pick an image and a model, Segment, correct, Fine-tune.
+
+Controls become core configs, long jobs run in workers (:mod:`.workers`),
+results land in layers (:mod:`.layers`); corrections are recorded and saved by
+:mod:`.recorder`, fine-tuning is :mod:`.finetune`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import napari
+import torch
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.qt.threading import GeneratorWorker
+from napari.utils import progress
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+from napari_unet.core.axes import normalise_axes, stack_axes
+from napari_unet.core.config import PostprocessConfig
+from napari_unet.core.corrections import CorrectionSet, CorrectionStore, default_corrections_dir
+from napari_unet.core.inference import PlaneOutputs, Segmentation, Segmenter
+from napari_unet.core.progress import Progress
+from napari_unet.core.store import ModelVersion, parent_of
+from napari_unet.core.weights import (
+    BUNDLED_MODELS,
+    DEFAULT_MODEL,
+    bundled_model_path,
+    choose_device,
+    user_models,
+)
+from napari_unet.gui.finetune import FineTunePanel
+from napari_unet.gui.layers import (
+    Plane,
+    current_plane,
+    ensure_labels_layer,
+    image_data,
+    labels_name,
+    labels_plane_selector,
+    layer_axes,
+    relabel,
+)
+from napari_unet.gui.recorder import CorrectionRecorder
+from napari_unet.gui.workers import ModelCache, SegmentRequest, segment_worker
+
+CURRENT_PLANE, WHOLE_STACK = "current plane", "whole stack"
+
+
+def available_devices() -> list[str]:
+    """Device names this machine offers, ``auto`` first."""
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def _ask_yes_no(question: str) -> bool:
+    answer = QMessageBox.question(None, "napari-unet", question)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _ask_model_file() -> str | None:
+    path, _ = QFileDialog.getOpenFileName(None, "Open a napari-unet model", "", "Model files (*.pt)")
+    return path or None
+
+
+@dataclass
+class _Cache:
+    """Network outputs of the last segmentation, for instant post-processing."""
+
+    image_layer: napari.layers.Image
+    model_path: str
+    axes: str
+    stitch: bool
+    segmenter: Segmenter
+    outputs: dict[Plane, PlaneOutputs]
+
+
+class SegmentWidget(Container):
+    """Segment the chosen image with a U-Net, record corrections, fine-tune in the background.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+
+    Attributes
+    ----------
+    confirm : callable
+        Asks a yes/no question (a dialog by default; tests replace it).
+    ask_model_file : callable
+        Asks for a model file (a file dialog by default).
+    segment_worker : GeneratorWorker or None
+        The running segmentation, if any.
+
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        # napari hands plugins a proxy that wraps every layer anew; the real viewer keeps
+        # layer identity, which this widget relies on to match results to layers
+        self._viewer: napari.viewer.Viewer = getattr(viewer, "__wrapped__", viewer)
+        self.confirm: Callable[[str], bool] = _ask_yes_no
+        self.ask_model_file: Callable[[], str | None] = _ask_model_file
+        self.segment_worker: GeneratorWorker | None = None
+        self._models = ModelCache()
+        self._extra_models: dict[str, str] = {}
+        self._cache: _Cache | None = None
+        self._pbar: progress | None = None
+        self._corrections = CorrectionSet(CorrectionStore(default_corrections_dir()))
+        self.recorder = CorrectionRecorder(self._corrections)
+
+        self._image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
+        self._axes = LineEdit(label="Axes", tooltip="e.g. YX, CYX, YXC (RGB), ZYX, TYX, TZYX")
+        self._axes_info = Label(value="")
+        self._scope = RadioButtons(
+            label="Segment",
+            choices=[CURRENT_PLANE, WHOLE_STACK],
+            value=CURRENT_PLANE,
+            orientation="horizontal",
+        )
+        self._stitch = CheckBox(text="Join objects across planes (3-D)", value=False)
+        self._model = ComboBox(label="Model", choices=self._model_choices)
+        self._open_model = PushButton(text="Open model file…")
+        self._previous = PushButton(
+            text="Previous version", tooltip="Select the model this one was tuned from"
+        )
+        self._device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        self._device_used = Label(value="")
+        self._segment = PushButton(text="Segment")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(value=0, min=0, max=1000, visible=False)
+        self._status = Label(value="")
+        self._foreground = FloatSlider(label="Probability", min=0.05, max=0.95, step=0.05, value=0.5)
+        self._seed = FloatSlider(label="Seed threshold", min=0.05, max=0.95, step=0.05, value=0.5)
+        self._min_size = SpinBox(label="Min size (px)", min=0, max=100_000, value=10)
+        self._folder = FileEdit(label="Corrections", mode="d", value=self._corrections.store.folder)
+        self._saved_info = Label(value="")
+        self._restore = PushButton(text="Restore saved corrections", enabled=False)
+        self._reviewed = PushButton(
+            text="Mark plane fully reviewed",
+            tooltip="Every pixel of the current plane is correct: train on all",
+        )
+        self.finetune = FineTunePanel(
+            self._models,
+            self._corrections,
+            model_path=lambda: self._model.value,
+            device=lambda: str(self._device.value),
+            before_start=self.recorder.flush,
+            on_saved=self._on_version_saved,
+        )
+        model_buttons = Container(
+            widgets=[self._open_model, self._previous], layout="horizontal", labels=False
+        )
+        run_buttons = Container(widgets=[self._segment, self._cancel], layout="horizontal", labels=False)
+        self.extend(
+            [
+                self._image,
+                self._axes,
+                self._axes_info,
+                self._scope,
+                self._stitch,
+                self._model,
+                model_buttons,
+                self._device,
+                self._device_used,
+                run_buttons,
+                self._progress,
+                self._status,
+                Label(value="<b>Post-processing</b>"),
+                self._foreground,
+                self._seed,
+                self._min_size,
+                Label(value="<b>Corrections</b>"),
+                self._folder,
+                self._saved_info,
+                self._restore,
+                self._reviewed,
+                Label(value="<b>Fine-tune</b>"),
+                self.finetune,
+            ]
+        )
+        self._relabel_timer = QTimer()
+        self._relabel_timer.setSingleShot(True)
+        self._relabel_timer.setInterval(120)
+        self._relabel_timer.timeout.connect(self._relabel)
+
+        self._image.changed.connect(self._on_image_changed)
+        self._axes.changed.connect(self._on_axes_changed)
+        self._open_model.changed.connect(self._on_open_model_clicked)
+        self._previous.changed.connect(self._on_previous_clicked)
+        self._device.changed.connect(self._on_device_changed)
+        self._segment.changed.connect(self._on_segment_clicked)
+        self._cancel.changed.connect(self._on_cancel_clicked)
+        for control in (self._foreground, self._seed, self._min_size):
+            control.changed.connect(self._on_postprocess_changed)
+        self._folder.changed.connect(self._on_folder_changed)
+        self._restore.changed.connect(self._on_restore_clicked)
+        self._reviewed.changed.connect(self._on_reviewed_clicked)
+        self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._viewer.layers.events.reordered.connect(self._on_layers_changed)
+
+        self._select_default_model()
+        self._on_device_changed(self._device.value)
+        self._on_image_changed(self._image.value)
+
+    # -- choices ----------------------------------------------------------------------------
+    def _image_choices(self, _: Any = None) -> list[tuple[str, napari.layers.Image]]:
+        return [
+            (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
+        ]
+
+    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
+        bundled = [(n, str(bundled_model_path(n))) for n in BUNDLED_MODELS if bundled_model_path(n).is_file()]
+        mine = [(name, str(path)) for name, path in user_models().items()]
+        extra = [(name, path) for path, name in self._extra_models.items()]
+        return bundled + mine + extra
+
+    def _select_default_model(self) -> None:
+        paths = dict(self._model_choices())
+        if DEFAULT_MODEL in paths:
+            self._model.value = paths[DEFAULT_MODEL]
+
+    def select_model(self, path: str | Path) -> None:
+        """Select a model file (added to the choices if it is not listed)."""
+        path = str(Path(path))
+        if path not in {listed for _, listed in self._model_choices()}:
+            self._extra_models[path] = Path(path).stem
+        self._model.reset_choices()
+        self._model.value = path
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        self._image.reset_choices()
+        if isinstance(event.value, napari.layers.Image):
+            self._image.value = event.value
+
+    def _on_layers_changed(self, _: Any = None) -> None:
+        self._image.reset_choices()
+
+    # -- image and axes -------------------------------------------------------------------
+    def _set_status(self, text: str) -> None:
+        self._status.value = text
+        self._status.tooltip = text
+
+    def _on_image_changed(self, layer: napari.layers.Image | None) -> None:
+        self._cache = None
+        if layer is None:
+            self._axes.value, self._axes_info.value = "", "Open an image"
+            self.recorder.set_image(None, "")
+            self._update_saved_info()
+            return
+        axes = layer_axes(layer)
+        self._axes.value = axes  # triggers _on_axes_changed
+        self._axes_info.value = f"detected {axes}, shape {tuple(image_data(layer).shape)}"
+        self._on_axes_changed(axes)
+
+    def _on_axes_changed(self, _: str = "") -> None:
+        axes = self._checked_axes()
+        layer = self._image.value
+        has_stack = bool(axes and stack_axes(axes))
+        self._scope.enabled = self._stitch.enabled = has_stack
+        if layer is None or axes is None:
+            return
+        self.recorder.set_image(layer, axes)
+        name = labels_name(layer)
+        if name in self._viewer.layers and isinstance(self._viewer.layers[name], napari.layers.Labels):
+            if self._viewer.layers[name].data.ndim == len(axes.replace("C", "")):
+                self.recorder.attach(self._viewer.layers[name])
+        self._update_saved_info()
+
+    def _checked_axes(self) -> str | None:
+        layer = self._image.value
+        if layer is None:
+            return None
+        try:
+            return normalise_axes(str(self._axes.value).strip(), tuple(image_data(layer).shape))
+        except ValueError as error:
+            self._set_status(str(error))
+            return None
+
+    # -- model and device -----------------------------------------------------------------
+    def _on_open_model_clicked(self) -> None:
+        path = self.ask_model_file()
+        if path:
+            self.select_model(path)
+
+    def _on_previous_clicked(self) -> None:
+        if self._model.value is None:
+            return
+        try:
+            parent = parent_of(self._models.get(self._model.value))
+        except ValueError as error:
+            self._set_status(str(error))
+            return
+        choices = dict(self._model_choices())
+        if parent in choices:
+            parent = choices[parent]
+        if parent is None or not Path(parent).is_file():
+            self._set_status("This model has no earlier version here.")
+            return
+        self.select_model(parent)
+        self._set_status(f"Selected the previous version, {Path(parent).stem}.")
+
+    def _on_device_changed(self, name: str) -> None:
+        try:
+            self._device_used.value = f"will run on {choose_device(name)}"
+        except ValueError as error:
+            self._device_used.value = str(error)
+
+    # -- segment --------------------------------------------------------------------------
+    def _on_segment_clicked(self) -> None:
+        self.segment()
+
+    def _postprocess(self) -> PostprocessConfig:
+        return PostprocessConfig(
+            foreground_threshold=float(self._foreground.value),
+            seed_threshold=float(self._seed.value),
+            min_size=int(self._min_size.value),
+            fill_background=bool(self._cache and self._cache.segmenter.postprocess.fill_background),
+        )
+
+    def segment(self, ask: bool = True) -> GeneratorWorker | None:
+        """Segment the current plane or the whole stack in a worker (what the button does).
+
+        Parameters
+        ----------
+        ask : bool
+            Ask before replacing corrected planes (corrections stay saved either way).
+
+        Returns
+        -------
+        GeneratorWorker or None
+            The started worker, or ``None`` if nothing was started.
+
+        """
+        layer, axes, model_path = self._image.value, self._checked_axes(), self._model.value
+        if self.segment_worker is not None:
+            return None
+        if layer is None or axes is None or model_path is None:
+            self._set_status("Choose an image, its axes and a model first.")
+            return None
+        planes: list[Plane] | None = None
+        if stack_axes(axes) and self._scope.value == CURRENT_PLANE:
+            planes = [current_plane(self._viewer, layer, axes)]
+        edited = self.recorder.edited_planes()
+        replaced = edited if planes is None else edited & set(planes)
+        if replaced and ask:
+            question = (
+                f"Segmenting replaces your corrections on {len(replaced)} plane(s) of "
+                f"'{labels_name(layer)}'. They stay saved in {self._corrections.store.folder} and "
+                "can be restored. Segment anyway?"
+            )
+            if not self.confirm(question):
+                return None
+        self.recorder.flush()
+        stitch = bool(self._stitch.value and self._stitch.enabled)
+        request = SegmentRequest(
+            model_path, image_data(layer), axes, planes, stitch, str(self._device.value), self._postprocess()
+        )
+        worker = segment_worker(request, self._models)
+        worker.yielded.connect(self._on_segment_progress)
+        worker.returned.connect(lambda result: self._on_segmented(layer, request, *result))
+        worker.aborted.connect(lambda: self._set_status("Cancelled: the labels are unchanged."))
+        worker.errored.connect(self._on_segment_error)
+        worker.finished.connect(self._on_segment_finished)
+        self.segment_worker = worker
+        self._pbar = progress(total=1000, desc=f"Segmenting {layer.name}")
+        self._segment.enabled, self._cancel.enabled = False, True
+        self._progress.value, self._progress.visible = 0, True
+        self._set_status(f"Segmenting {layer.name}…")
+        worker.start()
+        return worker
+
+    def _on_segment_progress(self, record: Progress) -> None:
+        self._progress.value = record.step
+        self._set_status(record.message)
+        if self._pbar is not None:
+            self._pbar.set_description(record.message)
+            self._pbar.update(record.step - self._pbar.n)
+
+    def _on_cancel_clicked(self) -> None:
+        if self.segment_worker is not None:
+            self.segment_worker.quit()
+
+    def _on_segment_error(self, error: Exception) -> None:
+        self._set_status(f"Segmentation failed: {error}")
+        show_error(f"Segmentation failed: {error}")
+
+    def _on_segment_finished(self) -> None:
+        self.segment_worker = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self._segment.enabled, self._cancel.enabled = True, False
+        self._progress.visible = False
+
+    def _on_segmented(
+        self, layer: napari.layers.Image, request: SegmentRequest, segmenter: Segmenter, result: Segmentation
+    ) -> None:
+        self.recorder.flush()  # edits made while segmenting are saved before being replaced
+        labels_layer = ensure_labels_layer(self._viewer, layer, request.axes)
+        planes = request.planes
+        if planes is None:
+            labels_layer.data[...] = result.labels
+        else:
+            for plane in planes:
+                selector = labels_plane_selector(request.axes, plane)
+                labels_layer.data[selector] = result.labels[selector]
+        labels_layer.refresh()
+        if layer is self._image.value:
+            self.recorder.attach(labels_layer)
+            self.recorder.segmented(set(result.outputs))
+        cache = self._cache
+        same = cache is not None and (cache.image_layer, cache.model_path, cache.axes, cache.stitch) == (
+            layer,
+            request.model_path,
+            request.axes,
+            request.stitch,
+        )
+        outputs = {**cache.outputs, **result.outputs} if same and cache is not None else dict(result.outputs)
+        self._cache = _Cache(layer, request.model_path, request.axes, request.stitch, segmenter, outputs)
+        self._device_used.value = f"ran on {result.device}"
+        diameter = f", objects ~{result.diameter:.0f} px" if result.diameter else ""
+        self._set_status(f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}.")
+
+    # -- post-processing ------------------------------------------------------------------
+    def _on_postprocess_changed(self, _: Any = None) -> None:
+        if self._cache is not None:
+            self._relabel_timer.start()
+
+    def _relabel(self) -> None:
+        """Labels from the cached network outputs under the current settings (no network)."""
+        cache = self._cache
+        name = labels_name(cache.image_layer) if cache is not None else ""
+        if cache is None or name not in self._viewer.layers:
+            return
+        labels_layer = self._viewer.layers[name]
+        kept = self.recorder.edited_planes() if cache.image_layer is self._image.value else set()
+        for plane, labels in relabel(
+            cache.segmenter, cache.outputs, cache.stitch, self._postprocess()
+        ).items():
+            if plane not in kept:
+                labels_layer.data[labels_plane_selector(cache.axes, plane)] = labels
+        labels_layer.refresh()
+        note = f" ({len(kept)} corrected plane(s) kept as they are)" if kept else ""
+        self._set_status(f"Post-processing updated{note}.")
+
+    # -- corrections ----------------------------------------------------------------------
+    def _update_saved_info(self) -> None:
+        count = self.recorder.saved_count()
+        self._restore.enabled = count > 0
+        self._saved_info.value = f"{count} corrected plane(s) of this image saved" if count else ""
+
+    def _on_folder_changed(self, folder: Path) -> None:
+        self.recorder.flush()
+        self._corrections.store = CorrectionStore(folder)
+        self._update_saved_info()
+
+    def _on_restore_clicked(self) -> None:
+        count = self.recorder.restore(self._viewer)
+        self._set_status(f"Restored {count} corrected plane(s)." if count else "Nothing to restore.")
+
+    def _on_reviewed_clicked(self) -> None:
+        layer, axes = self._image.value, self._checked_axes()
+        if layer is None or axes is None or self.recorder.tracker is None:
+            self._set_status("Segment first, then mark a plane as reviewed.")
+            return
+        plane = current_plane(self._viewer, layer, axes) if stack_axes(axes) else ()
+        self.recorder.mark_reviewed(plane)
+        self._set_status("The whole plane will train.")
+        self._update_saved_info()
+
+    # -- fine-tune results ----------------------------------------------------------------
+    def _on_version_saved(self, version: ModelVersion) -> None:
+        self.select_model(version.path)
+        self._update_saved_info()
+        if self._image.value is not None:
+            self.segment(ask=False)

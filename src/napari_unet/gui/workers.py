@@ -1,0 +1,225 @@
+"""Background jobs for the widget: thin ``thread_worker`` wrappers around core generators.
+
+Each job is a generator run by :func:`napari.qt.threading.create_worker`: it
+yields :class:`~napari_unet.core.progress.Progress` records (shown in the
+GUI thread) and returns its result.  Quitting a worker stops its generator
+between two records, so a cancelled job changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from napari.qt.threading import GeneratorWorker, create_worker
+
+from napari_unet.core.config import InferenceConfig, PostprocessConfig, TrainingConfig, to_dict
+from napari_unet.core.corrections import Correction, CorrectionSet, training_samples
+from napari_unet.core.inference import Segmentation, Segmenter
+from napari_unet.core.progress import Progress
+from napari_unet.core.training import train
+from napari_unet.core.weights import ModelBundle, load_model
+
+_WAIT_SECONDS = 0.25
+
+
+def limit_torch_threads() -> None:
+    """Leave one core to napari's event loop: torch uses all but one (at least one)."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+class ModelCache:
+    """Loaded models by file, so switching back and forth does not reload them."""
+
+    def __init__(self) -> None:
+        self._bundles: dict[str, ModelBundle] = {}
+
+    def get(self, path: str) -> ModelBundle:
+        """The model in ``path``, loaded once (safe to call from a worker thread)."""
+        bundle = self._bundles.get(path)
+        if bundle is None:
+            bundle = self._bundles[path] = load_model(path)
+        return bundle
+
+    def put(self, bundle: ModelBundle) -> None:
+        """Remember a model that was just saved (by its ``source``)."""
+        self._bundles[bundle.source] = bundle
+
+
+@dataclass
+class SegmentRequest:
+    """What a Segment click asks for.
+
+    Attributes
+    ----------
+    model_path : str
+    image : array-like
+        The layer's full-resolution data (numpy, dask, zarr).
+    axes : str
+    planes : list of tuple, optional
+        Stack positions to segment; all when ``None``.
+    stitch : bool
+    device : str
+    postprocess : PostprocessConfig, optional
+        Overrides the model's defaults.
+
+    """
+
+    model_path: str
+    image: Any
+    axes: str
+    planes: list[tuple[int, ...]] | None
+    stitch: bool
+    device: str
+    postprocess: PostprocessConfig | None = None
+
+
+def segment_job(
+    request: SegmentRequest, models: ModelCache
+) -> Generator[Progress, None, tuple[Segmenter, Segmentation]]:
+    """Load the model, segment, and return the segmenter with its result (outputs kept)."""
+    yield Progress(0, 1000, "loading model")
+    bundle = models.get(request.model_path)
+    segmenter = Segmenter(bundle, InferenceConfig(device=request.device), request.postprocess)
+    for record in segmenter.segment(
+        request.image, axes=request.axes, stitch=request.stitch, keep_outputs=True, planes=request.planes
+    ):
+        if isinstance(record.result, Segmentation):
+            return segmenter, record.result
+        yield record
+    raise RuntimeError("segmentation ended without a result")
+
+
+def segment_worker(request: SegmentRequest, models: ModelCache) -> GeneratorWorker:
+    """An unstarted worker running :func:`segment_job`."""
+    limit_torch_threads()
+    return create_worker(segment_job, request, models)
+
+
+class FineTuneJob:
+    """Fine-tune a model on a session's corrections; optionally keep going as new ones arrive.
+
+    Parameters
+    ----------
+    parent : ModelBundle
+        The model to start from (left untouched).
+    corrections : CorrectionSet
+        Read afresh at the start of every round.
+    config : TrainingConfig
+        One round; ``validate_every`` sets how often :attr:`latest` is refreshed.
+    device : str
+    continuous : bool
+        After a round, wait for new corrections and train another round on
+        all of them, from the last round's weights, until the worker is quit.
+
+    Attributes
+    ----------
+    latest : ModelBundle or None
+        The newest weights (refreshed during a round), for "Stop and keep".
+    steps_done : int
+
+    """
+
+    def __init__(
+        self,
+        parent: ModelBundle,
+        corrections: CorrectionSet,
+        config: TrainingConfig,
+        device: str = "auto",
+        continuous: bool = False,
+    ) -> None:
+        self.parent = parent
+        self.corrections = corrections
+        self.config = config
+        self.device = device
+        self.continuous = continuous
+        self.latest: ModelBundle | None = None
+        self.steps_done = 0
+        self._samples: list[str] = []
+
+    def _checkpoint(self, current: ModelBundle) -> dict[str, float]:
+        # train() calls this with a snapshot of the weights every validate_every steps
+        self.latest = current
+        return {}
+
+    def kept_result(self) -> ModelBundle | None:
+        """:attr:`latest` with the provenance of a run stopped early (``None`` if nothing trained)."""
+        if self.latest is None:
+            return None
+        result = self.latest
+        result.provenance = {
+            **self.parent.provenance,
+            "parent": self.parent.name,
+            "parent_source": self.parent.source,
+            "parent_hash": self.parent.weights_hash(),
+            "training": to_dict(self.config),
+            "steps": self.steps_done,
+            "stopped_early": True,
+            "samples": self._samples,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return result
+
+    def run(self) -> Generator[Progress, None, ModelBundle | None]:
+        """Train; yields per step (and while waiting); returns the trained model."""
+        bundle = self.parent
+        seen = -1
+        round_number = 0
+        while True:
+            if self.corrections.version == seen:
+                yield Progress(0, 0, "waiting for new corrections")
+                time.sleep(_WAIT_SECONDS)
+                continue
+            seen = self.corrections.version
+            corrections: list[Correction] = self.corrections.snapshot()
+            samples = training_samples(corrections, bundle)
+            if not samples:
+                if not self.continuous:
+                    raise ValueError("no corrections to train on: correct some labels first")
+                continue
+            self._samples = sorted({c.name for c in corrections})
+            config = replace(self.config, seed=self.config.seed + round_number)
+            result: ModelBundle | None = None
+            for record in train(
+                bundle,
+                samples,
+                config,
+                device=self.device,
+                validate=self._checkpoint,
+                provenance={"parent_source": self.parent.source, "rounds": round_number + 1},
+            ):
+                self.steps_done += 1
+                if record.result is not None:
+                    result = record.result
+                else:
+                    yield record
+            assert result is not None
+            # every round continues the same lineage: the saved version's parent is the starting model
+            result.provenance["parent"] = self.parent.name
+            result.provenance["parent_hash"] = self.parent.weights_hash()
+            self.latest = bundle = result
+            round_number += 1
+            if not self.continuous:
+                return result
+
+
+def fine_tune_worker(job: FineTuneJob) -> GeneratorWorker:
+    """An unstarted worker running ``job``."""
+    limit_torch_threads()
+    return create_worker(job.run)
+
+
+__all__ = [
+    "FineTuneJob",
+    "ModelCache",
+    "SegmentRequest",
+    "fine_tune_worker",
+    "limit_torch_threads",
+    "segment_job",
+    "segment_worker",
+]

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unet.core.corrections import CorrectionStore
+from napari_unet.core.store import list_versions
+from napari_unet.core.weights import load_model
+from napari_unet.gui.widget import SegmentWidget
+
+
+def wait_segmented(qtbot, widget, timeout: int = 60_000) -> None:
+    qtbot.waitUntil(lambda: widget.segment_worker is None, timeout=timeout)
+
+
+def wait_trained(qtbot, widget, timeout: int = 90_000) -> None:
+    qtbot.waitUntil(lambda: not widget.finetune.running and widget.segment_worker is None, timeout=timeout)
+
+
+def segment_image(qtbot, viewer, widget, image, **kwargs):
+    layer = viewer.add_image(image, name="cells", **kwargs)
+    assert widget._image.value is layer
+    assert widget.segment() is not None
+    wait_segmented(qtbot, widget)
+    return layer, viewer.layers["cells labels"]
+
+
+def correct(qtbot, labels_layer):
+    """Erase one object with the fill tool and paint a new one with the brush, as a person would."""
+    data = labels_layer.data
+    erased = int(np.bincount(data.ravel())[1:].argmax()) + 1
+    y, x = np.argwhere(data == erased)[0]
+    labels_layer.fill((y, x), 0)
+    labels_layer.brush_size = 9
+    labels_layer.paint((20, 20), 999)
+    return erased
+
+
+def test_widget_is_a_dock_widget_with_menu_entry(viewer_and_widget):
+    from npe2 import PluginManager
+
+    viewer, widget = viewer_and_widget
+    assert isinstance(widget, SegmentWidget)
+    manifest = PluginManager.instance().get_manifest("napari-unet")
+    menu = manifest.contributions.menus["napari/layers/segment"]
+    assert menu[0].command == "napari-unet.make_segment_widget"
+    assert widget._device_used.value.startswith("will run on")
+
+
+def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, private_folders):
+    viewer, widget = viewer_and_widget
+    image_layer, labels_layer = segment_image(
+        qtbot, viewer, widget, nuclei_image, scale=(0.5, 0.5), translate=(10, 20)
+    )
+    assert widget._axes.value == "YX"
+    assert tuple(labels_layer.scale) == (0.5, 0.5) and tuple(labels_layer.translate) == (10, 20)
+    segmented = labels_layer.data.copy()
+    assert segmented.max() >= 5, "the nuclei model finds nuclei"
+    assert widget._device_used.value == "ran on cpu"
+
+    erased = correct(qtbot, labels_layer)
+    assert not (labels_layer.data == erased).any() and labels_layer.data[20, 20] == 999
+    corrections = private_folders / "corrections"
+    qtbot.waitUntil(lambda: len(list(corrections.rglob("*.npz"))) == 1, timeout=5000)
+    saved = CorrectionStore(corrections).load(CorrectionStore(corrections).keys()[0])
+    assert saved[0].labels[20, 20] == 999 and saved[0].edited[20, 20]
+    assert saved[0].edited[segmented == erased].all()
+
+    parent_path = widget._model.value
+    widget.finetune._steps.value = 3
+    widget.finetune.training_options.update(batch_size=1, crop_size=64)
+    assert widget.finetune.start() is not None
+    wait_trained(qtbot, widget)
+
+    versions = list_versions()
+    parent = load_model(parent_path)
+    assert [v.name for v in versions] == [f"{parent.name}-v1"]
+    assert widget._model.value == str(versions[0].path)
+    tuned = load_model(versions[0].path)
+    assert tuned.provenance["parent_source"] == parent_path
+    assert tuned.weights_hash() != parent.weights_hash()
+    assert len(widget.finetune.loss_plot.values) == 2  # one per step; the last step carries the model
+    # re-segmented with the new version: the painted object is gone, the corrections are kept on disk
+    assert not (labels_layer.data == 999).any()
+    assert labels_layer.data.max() > 0
+    assert len(list(corrections.rglob("*.npz"))) == 1
+    assert widget.questions == []
+
+    widget._previous.changed.emit(True)
+    assert widget._model.value == parent_path
+
+
+def test_cancel_leaves_layers_as_they_were(qtbot, viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(nuclei_image, name="cells")
+    worker = widget.segment()
+    widget._cancel.changed.emit(True)
+    wait_segmented(qtbot, widget)
+    assert worker.abort_requested
+    assert "cells labels" not in viewer.layers
+    assert widget._status.value.startswith("Cancelled")
+    assert widget._segment.enabled and not widget._cancel.enabled
+
+
+def test_stop_leaves_the_model_as_it_was(qtbot, viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
+    correct(qtbot, labels_layer)
+    corrected = labels_layer.data.copy()
+    model = widget._model.value
+    widget.finetune._steps.value = 500
+    widget.finetune.training_options.update(batch_size=1, crop_size=64)
+    widget.finetune.start()
+    qtbot.waitUntil(lambda: len(widget.finetune.loss_plot.values) >= 1, timeout=30_000)
+    widget.finetune._stop.changed.emit(True)
+    wait_trained(qtbot, widget)
+    assert list_versions() == []
+    assert widget._model.value == model
+    np.testing.assert_array_equal(labels_layer.data, corrected)
+    assert widget.finetune._status.value.startswith("Stopped")
+
+
+def test_stop_and_keep_saves_a_version(qtbot, viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
+    correct(qtbot, labels_layer)
+    widget.finetune._steps.value = 500
+    widget.finetune.training_options.update(batch_size=1, crop_size=64)
+    widget.finetune.start()
+    qtbot.waitUntil(lambda: widget.finetune._job.latest is not None, timeout=30_000)
+    widget.finetune._stop_keep.changed.emit(True)
+    wait_trained(qtbot, widget)
+    versions = list_versions()
+    assert len(versions) == 1
+    kept = load_model(versions[0].path)
+    assert kept.provenance["stopped_early"] and kept.provenance["steps"] >= 5
+    assert widget._model.value == str(versions[0].path)
+
+
+def test_segment_asks_before_replacing_corrections(qtbot, viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
+    correct(qtbot, labels_layer)
+    corrected = labels_layer.data.copy()
+    assert widget.segment() is None  # the person said no
+    assert len(widget.questions) == 1 and "corrections" in widget.questions[0]
+    np.testing.assert_array_equal(labels_layer.data, corrected)
+    widget.confirm = lambda question: True
+    assert widget.segment() is not None
+    wait_segmented(qtbot, widget)
+    assert not (labels_layer.data == 999).any()
+    assert widget.recorder.edited_planes() == set()
+
+
+def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nuclei_image, monkeypatch):
+    viewer, widget = viewer_and_widget
+    _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
+    before = labels_layer.data.copy()
+    monkeypatch.setattr("napari_unet.gui.widget.segment_worker", None)  # the network must not run again
+    widget._foreground.value = 0.9
+    qtbot.waitUntil(lambda: widget._status.value.startswith("Post-processing"), timeout=3000)
+    assert (labels_layer.data > 0).sum() < (before > 0).sum()
+    widget._min_size.value = 100_000
+    qtbot.waitUntil(lambda: not labels_layer.data.any(), timeout=3000)
+
+
+def test_reopened_image_offers_its_saved_corrections(qtbot, viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
+    correct(qtbot, labels_layer)
+    widget.recorder.flush()
+    viewer.layers.clear()
+    assert not widget._restore.enabled
+    viewer.add_image(nuclei_image.copy(), name="same image, new name")
+    assert widget._restore.enabled
+    assert widget._saved_info.value.startswith("1 corrected plane")
+    widget._restore.changed.emit(True)
+    restored = viewer.layers["same image, new name labels"]
+    assert restored.data[20, 20] == 999
+    assert widget.recorder.edited_planes() == {()}
+
+
+def test_bad_axes_are_refused(viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(nuclei_image, name="cells")
+    widget._axes.value = "ZYX"
+    assert widget.segment() is None
+    assert "axes" in widget._status.value
