@@ -156,10 +156,10 @@ def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nucle
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     before = labels_layer.data.copy()
     monkeypatch.setattr("napari_unet.gui.widget.segment_worker", None)  # the network must not run again
-    widget._foreground.value = 0.9
+    widget.postprocess._foreground.value = 0.9
     qtbot.waitUntil(lambda: widget._status.value.startswith("Post-processing"), timeout=3000)
     assert (labels_layer.data > 0).sum() < (before > 0).sum()
-    widget._min_size.value = 100_000
+    widget.postprocess._min_size.value = 100_000
     qtbot.waitUntil(lambda: not labels_layer.data.any(), timeout=3000)
 
 
@@ -169,11 +169,11 @@ def test_reopened_image_offers_its_saved_corrections(qtbot, viewer_and_widget, n
     correct(qtbot, labels_layer)
     widget.recorder.flush()
     viewer.layers.clear()
-    assert not widget._restore.enabled
+    assert not widget.corrections._restore.enabled
     viewer.add_image(nuclei_image.copy(), name="same image, new name")
-    assert widget._restore.enabled
-    assert widget._saved_info.value.startswith("1 corrected plane")
-    widget._restore.changed.emit(True)
+    assert widget.corrections._restore.enabled
+    assert widget.corrections._saved_info.value.startswith("1 corrected plane")
+    widget.corrections._restore.changed.emit(True)
     restored = viewer.layers["same image, new name labels"]
     assert restored.data[20, 20] == 999
     assert widget.recorder.edited_planes() == {()}

@@ -291,13 +291,13 @@ class CorrectionSet:
             store.save(correction)
         self._store = store
 
-    def update(self, correction: Correction) -> Path:
-        """Save ``correction`` to disk, then make it part of the session."""
-        path = self._store.save(correction)
+    def update(self, correction: Correction, save: bool = True) -> None:
+        """Save ``correction`` to disk (unless it was just read from there), then add it to the session."""
+        if save:
+            self._store.save(correction)
         with self._lock:
             self._items[(correction.key, correction.plane, correction.generation)] = correction
             self.version += 1
-        return path
 
     def snapshot(self) -> list[Correction]:
         """The current corrections (a copy of the list; the arrays are shared, do not modify)."""

@@ -6,16 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 from magicgui.widgets import CheckBox, Container, Label, ProgressBar, PushButton, SpinBox
-from napari.qt.threading import GeneratorWorker
+from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils.notifications import show_error
 
 from napari_unet.core.config import TrainingConfig
 from napari_unet.core.corrections import CorrectionSet
 from napari_unet.core.progress import Progress
-from napari_unet.core.store import ModelVersion, save_version
+from napari_unet.core.store import ModelVersion
 from napari_unet.core.weights import ModelBundle, choose_device
 from napari_unet.gui.plot import LossPlot
-from napari_unet.gui.workers import FineTuneJob, ModelCache, fine_tune_worker
+from napari_unet.gui.progress_bar import JobProgress
+from napari_unet.gui.workers import FineTuneJob, ModelCache, fine_tune_worker, save_worker
 
 FINE_TUNE_OPTIONS: dict[str, Any] = {
     "batch_size": 4,
@@ -70,9 +71,10 @@ class FineTunePanel(Container):
         self._before_start = before_start
         self._on_saved = on_saved
         self.training_options = dict(FINE_TUNE_OPTIONS)
-        self.worker: GeneratorWorker | None = None
+        self.worker: GeneratorWorker | FunctionWorker | None = None
         self._job: FineTuneJob | None = None
         self._keep = False
+        self._saving: FunctionWorker | None = None
 
         self._steps = SpinBox(label="Steps", value=100, min=1, max=100_000, step=10)
         self._continuous = CheckBox(text="Keep training while I correct", value=False)
@@ -81,10 +83,12 @@ class FineTunePanel(Container):
         self._stop_keep = PushButton(
             text="Stop and keep", enabled=False, tooltip="Stop and save the weights trained so far"
         )
-        self._progress = ProgressBar(label="Training", value=0, min=0, max=1, visible=False)
+        self._progress = JobProgress(ProgressBar(label="Training", value=0, min=0, max=1, visible=False))
         self._status = Label(value="Correct some labels, then Fine-tune.")
         buttons = Container(widgets=[self._stop, self._stop_keep], layout="horizontal", labels=False)
-        self.extend([self._steps, self._continuous, self._finetune, buttons, self._progress, self._status])
+        self.extend(
+            [self._steps, self._continuous, self._finetune, buttons, self._progress.bar, self._status]
+        )
         self.loss_plot = LossPlot()
         self.native.layout().addWidget(self.loss_plot)
 
@@ -138,9 +142,7 @@ class FineTunePanel(Container):
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self.loss_plot.clear()
-        self._progress.max = steps
-        self._progress.value = 0
-        self._progress.visible = True
+        self._progress.start(f"Fine-tuning {parent.name}", steps)
         self._finetune.enabled = False
         self._stop.enabled = self._stop_keep.enabled = True
         self._set_status(f"Fine-tuning {parent.name} on {len(self._corrections)} corrected plane(s)…")
@@ -148,9 +150,7 @@ class FineTunePanel(Container):
         return worker
 
     def _on_progress(self, record: Progress) -> None:
-        if record.total:
-            self._progress.max = record.total
-            self._progress.value = record.step
+        self._progress.update(record)
         if "loss" in record.metrics:
             self.loss_plot.append(record.metrics["loss"])
             self._set_status(f"{record.message}: loss {record.metrics['loss']:.3f}")
@@ -172,30 +172,35 @@ class FineTunePanel(Container):
         self._set_status("Stopping…")
         self.worker.quit()
 
-    def _save(self, bundle: ModelBundle) -> None:
-        version = save_version(bundle)
+    def _on_returned(self, result: tuple[ModelBundle, ModelVersion]) -> None:
+        bundle, version = result
         self._models.put(bundle)
         self._set_status(f"Saved {version.name} ({version.path}).")
         self._on_saved(version)
 
-    def _on_returned(self, bundle: ModelBundle | None) -> None:
-        if bundle is not None:
-            self._save(bundle)
-
     def _on_aborted(self) -> None:
         kept = self._job.kept_result() if self._keep and self._job is not None else None
-        if kept is not None:
-            self._save(kept)
-        else:
+        if kept is None:
             self._set_status("Stopped: the model is unchanged.")
+            return
+        self._set_status("Saving the weights trained so far…")
+        # saved in a worker too; the panel counts as running until the version exists
+        self._saving = worker = save_worker(kept)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
 
     def _on_errored(self, error: Exception) -> None:
         self._set_status(f"Fine-tuning failed: {error}")
         show_error(f"Fine-tuning failed: {error}")
 
     def _on_finished(self) -> None:
+        if self._saving is not None:
+            self.worker, self._saving = self._saving, None
+            self.worker.start()
+            return
         self.worker = None
         self._job = None
-        self._progress.visible = False
+        self._progress.close()
         self._finetune.enabled = True
         self._stop.enabled = self._stop_keep.enabled = False

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import napari
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QObject, QTimer
 
 from napari_unet.core.corrections import (
     Correction,
@@ -35,10 +36,12 @@ class CorrectionRecorder:
     ----------
     corrections : CorrectionSet
         The session's corrections (what Fine-tune trains on).
+    parent : QObject, optional
+        Owner of the save timer (the widget), so that it stops with it.
 
     """
 
-    def __init__(self, corrections: CorrectionSet) -> None:
+    def __init__(self, corrections: CorrectionSet, parent: QObject | None = None) -> None:
         self.corrections = corrections
         self.image_layer: napari.layers.Image | None = None
         self.axes = ""
@@ -47,7 +50,11 @@ class CorrectionRecorder:
         self._fully_reviewed: set[Plane] = set()
         self._generation: dict[tuple[str, Plane], int] = {}
         self._dirty: set[Plane] = set()
-        self._timer = QTimer()
+        # one writer thread: files are written in the order edits were made, off the GUI thread
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-unet-corrections")
+        self._pending: list[Future[Any]] = []
+        self.write_error: BaseException | None = None
+        self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
         self._timer.timeout.connect(self.flush)
@@ -59,7 +66,7 @@ class CorrectionRecorder:
 
     def set_image(self, image_layer: napari.layers.Image | None, axes: str) -> None:
         """Follow another image (its result layer, if it has one, is tracked from now on)."""
-        self.flush()
+        self.flush(wait=True)
         self.detach()
         self.image_layer, self.axes = image_layer, axes
         self.key = ""
@@ -95,32 +102,59 @@ class CorrectionRecorder:
             return
         self._fully_reviewed.add(plane)
         self._dirty.add(plane)
-        self.flush()
+        self.flush(wait=True)
 
-    def flush(self) -> None:
-        """Write every plane edited since the last write (now, not after the delay)."""
+    def flush(self, wait: bool = False) -> None:
+        """Save every plane edited since the last save (now, not after the delay).
+
+        The planes are copied here and written by a background thread.
+
+        Parameters
+        ----------
+        wait : bool
+            Return only once everything is on disk and in the session's corrections.
+
+        Raises
+        ------
+        OSError
+            With ``wait``, if a write failed (also kept in :attr:`write_error`).
+
+        """
         self._timer.stop()
         dirty, self._dirty = self._dirty, set()
-        if self.tracker is None or self.image_layer is None:
-            return
+        if self.tracker is not None and self.image_layer is not None:
+            self._save(dirty)
+        if wait:
+            pending, self._pending = self._pending, []
+            for future in pending:
+                future.result()
+
+    def _on_written(self, future: Future[Any]) -> None:
+        if future.exception() is not None:
+            self.write_error = future.exception()
+
+    def _save(self, planes: set[Plane]) -> None:
+        assert self.tracker is not None and self.image_layer is not None
+        self._pending = [f for f in self._pending if not f.done()]
         labels = self.tracker.layer.data
-        for plane in sorted(dirty):
+        for plane in sorted(planes):
             generation = self._generation.get((self.key, plane))
             if generation is None:
                 generation = self.store.next_generation(self.key, plane)
                 self._generation[(self.key, plane)] = generation
-            self.corrections.update(
-                Correction(
-                    key=self.key,
-                    plane=plane,
-                    image=read_plane(image_data(self.image_layer), self.axes, plane),
-                    labels=np.array(labels[labels_plane_selector(self.axes, plane)], np.int32),
-                    edited=self.tracker.plane(plane).copy(),
-                    fully_reviewed=plane in self._fully_reviewed,
-                    generation=generation,
-                    meta=self._meta(),
-                )
+            correction = Correction(
+                key=self.key,
+                plane=plane,
+                image=read_plane(image_data(self.image_layer), self.axes, plane),
+                labels=np.array(labels[labels_plane_selector(self.axes, plane)], np.int32),
+                edited=self.tracker.plane(plane).copy(),
+                fully_reviewed=plane in self._fully_reviewed,
+                generation=generation,
+                meta=self._meta(),
             )
+            future = self._writer.submit(self.corrections.update, correction)
+            future.add_done_callback(self._on_written)
+            self._pending.append(future)
 
     def _meta(self) -> dict[str, Any]:
         assert self.image_layer is not None
@@ -129,7 +163,7 @@ class CorrectionRecorder:
 
     def segmented(self, planes: set[Plane]) -> None:
         """``planes`` were segmented afresh: their saved corrections stay, new edits start anew."""
-        self.flush()
+        self.flush(wait=True)
         if self.tracker is not None:
             self.tracker.forget(planes)
         for plane in planes:
@@ -138,6 +172,7 @@ class CorrectionRecorder:
 
     def saved_count(self) -> int:
         """Planes of the current image with corrections on disk (under any name)."""
+        self.flush(wait=True)
         if not self.key:
             return 0
         fingerprint = self.key.rsplit("-", 1)[-1]
@@ -154,11 +189,11 @@ class CorrectionRecorder:
         """
         if self.image_layer is None:
             return 0
+        self.flush(wait=True)
         fingerprint = self.key.rsplit("-", 1)[-1]
         saved = [c for k in self.store.find(fingerprint) for c in self.store.load(k, latest_only=True)]
         if not saved:
             return 0
-        self.flush()
         layer = ensure_labels_layer(viewer, self.image_layer, self.axes)
         self.attach(layer)
         assert self.tracker is not None
@@ -171,6 +206,6 @@ class CorrectionRecorder:
             # later edits of this plane continue the restored correction
             self.key = correction.key
             self._generation[(correction.key, correction.plane)] = correction.generation
-            self.corrections.update(correction)
+            self.corrections.update(correction, save=False)
         layer.refresh()
         return len(saved)

@@ -8,7 +8,6 @@ results land in layers (:mod:`.layers`); corrections are recorded and saved by
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +17,19 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
-    FloatSlider,
     Label,
     LineEdit,
     ProgressBar,
     PushButton,
     RadioButtons,
-    SpinBox,
 )
 from napari.qt.threading import GeneratorWorker
-from napari.utils import progress
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_unet.core.axes import normalise_axes, stack_axes
-from napari_unet.core.config import PostprocessConfig
 from napari_unet.core.corrections import CorrectionSet, CorrectionStore, default_corrections_dir
-from napari_unet.core.inference import PlaneOutputs, Segmentation, Segmenter
+from napari_unet.core.inference import Segmentation, Segmenter
 from napari_unet.core.progress import Progress
 from napari_unet.core.store import ModelVersion, parent_of
 from napari_unet.core.weights import (
@@ -46,6 +39,7 @@ from napari_unet.core.weights import (
     choose_device,
     user_models,
 )
+from napari_unet.gui.corrections_panel import CorrectionsPanel
 from napari_unet.gui.finetune import FineTunePanel
 from napari_unet.gui.layers import (
     Plane,
@@ -55,8 +49,9 @@ from napari_unet.gui.layers import (
     labels_name,
     labels_plane_selector,
     layer_axes,
-    relabel,
 )
+from napari_unet.gui.postprocess_panel import PostprocessPanel
+from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.recorder import CorrectionRecorder
 from napari_unet.gui.workers import ModelCache, SegmentRequest, segment_worker
 
@@ -81,18 +76,6 @@ def _ask_yes_no(question: str) -> bool:
 def _ask_model_file() -> str | None:
     path, _ = QFileDialog.getOpenFileName(None, "Open a napari-unet model", "", "Model files (*.pt)")
     return path or None
-
-
-@dataclass
-class _Cache:
-    """Network outputs of the last segmentation, for instant post-processing."""
-
-    image_layer: napari.layers.Image
-    model_path: str
-    axes: str
-    stitch: bool
-    segmenter: Segmenter
-    outputs: dict[Plane, PlaneOutputs]
 
 
 class SegmentWidget(Container):
@@ -123,10 +106,8 @@ class SegmentWidget(Container):
         self.segment_worker: GeneratorWorker | None = None
         self._models = ModelCache()
         self._extra_models: dict[str, str] = {}
-        self._cache: _Cache | None = None
-        self._pbar: progress | None = None
         self._corrections = CorrectionSet(CorrectionStore(default_corrections_dir()))
-        self.recorder = CorrectionRecorder(self._corrections)
+        self.recorder = CorrectionRecorder(self._corrections, parent=self.native)
 
         self._image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
         self._axes = LineEdit(label="Axes", tooltip="e.g. YX, CYX, YXC (RGB), ZYX, TYX, TZYX")
@@ -147,24 +128,16 @@ class SegmentWidget(Container):
         self._device_used = Label(value="")
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
-        self._progress = ProgressBar(value=0, min=0, max=1000, visible=False)
+        self._progress = JobProgress(ProgressBar(value=0, min=0, max=1000, visible=False))
         self._status = Label(value="")
-        self._foreground = FloatSlider(label="Probability", min=0.05, max=0.95, step=0.05, value=0.5)
-        self._seed = FloatSlider(label="Seed threshold", min=0.05, max=0.95, step=0.05, value=0.5)
-        self._min_size = SpinBox(label="Min size (px)", min=0, max=100_000, value=10)
-        self._folder = FileEdit(label="Corrections", mode="d", value=self._corrections.store.folder)
-        self._saved_info = Label(value="")
-        self._restore = PushButton(text="Restore saved corrections", enabled=False)
-        self._reviewed = PushButton(
-            text="Mark plane fully reviewed",
-            tooltip="Every pixel of the current plane is correct: train on all",
-        )
+        self.postprocess = PostprocessPanel(self._viewer, self._kept_planes, self._set_status)
+        self.corrections = CorrectionsPanel(self._viewer, self.recorder, self._shown_plane, self._set_status)
         self.finetune = FineTunePanel(
             self._models,
             self._corrections,
             model_path=lambda: self._model.value,
             device=lambda: str(self._device.value),
-            before_start=self.recorder.flush,
+            before_start=lambda: self.recorder.flush(wait=True),
             on_saved=self._on_version_saved,
         )
         model_buttons = Container(
@@ -183,38 +156,24 @@ class SegmentWidget(Container):
                 self._device,
                 self._device_used,
                 run_buttons,
-                self._progress,
+                self._progress.bar,
                 self._status,
                 Label(value="<b>Post-processing</b>"),
-                self._foreground,
-                self._seed,
-                self._min_size,
+                self.postprocess,
                 Label(value="<b>Corrections</b>"),
-                self._folder,
-                self._saved_info,
-                self._restore,
-                self._reviewed,
+                self.corrections,
                 Label(value="<b>Fine-tune</b>"),
                 self.finetune,
             ]
         )
-        self._relabel_timer = QTimer()
-        self._relabel_timer.setSingleShot(True)
-        self._relabel_timer.setInterval(120)
-        self._relabel_timer.timeout.connect(self._relabel)
-
         self._image.changed.connect(self._on_image_changed)
         self._axes.changed.connect(self._on_axes_changed)
         self._open_model.changed.connect(self._on_open_model_clicked)
         self._previous.changed.connect(self._on_previous_clicked)
+        self._model.changed.connect(self._on_model_changed)
         self._device.changed.connect(self._on_device_changed)
         self._segment.changed.connect(self._on_segment_clicked)
         self._cancel.changed.connect(self._on_cancel_clicked)
-        for control in (self._foreground, self._seed, self._min_size):
-            control.changed.connect(self._on_postprocess_changed)
-        self._folder.changed.connect(self._on_folder_changed)
-        self._restore.changed.connect(self._on_restore_clicked)
-        self._reviewed.changed.connect(self._on_reviewed_clicked)
         self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.layers.events.reordered.connect(self._on_layers_changed)
@@ -262,11 +221,11 @@ class SegmentWidget(Container):
         self._status.tooltip = text
 
     def _on_image_changed(self, layer: napari.layers.Image | None) -> None:
-        self._cache = None
+        self.postprocess.forget()
         if layer is None:
             self._axes.value, self._axes_info.value = "", "Open an image"
             self.recorder.set_image(None, "")
-            self._update_saved_info()
+            self.corrections.refresh()
             return
         axes = layer_axes(layer)
         self._axes.value = axes  # triggers _on_axes_changed
@@ -285,7 +244,7 @@ class SegmentWidget(Container):
         if name in self._viewer.layers and isinstance(self._viewer.layers[name], napari.layers.Labels):
             if self._viewer.layers[name].data.ndim == len(axes.replace("C", "")):
                 self.recorder.attach(self._viewer.layers[name])
-        self._update_saved_info()
+        self.corrections.refresh()
 
     def _checked_axes(self) -> str | None:
         layer = self._image.value
@@ -297,7 +256,19 @@ class SegmentWidget(Container):
             self._set_status(str(error))
             return None
 
+    def _shown_plane(self) -> Plane | None:
+        layer, axes = self._image.value, self._checked_axes()
+        if layer is None or axes is None:
+            return None
+        return current_plane(self._viewer, layer, axes)
+
+    def _kept_planes(self, layer: napari.layers.Image) -> set[Plane]:
+        return self.recorder.edited_planes() if layer is self.recorder.image_layer else set()
+
     # -- model and device -----------------------------------------------------------------
+    def _on_model_changed(self, _: Any = None) -> None:
+        self.postprocess.use_model_defaults()
+
     def _on_open_model_clicked(self) -> None:
         path = self.ask_model_file()
         if path:
@@ -329,14 +300,6 @@ class SegmentWidget(Container):
     # -- segment --------------------------------------------------------------------------
     def _on_segment_clicked(self) -> None:
         self.segment()
-
-    def _postprocess(self) -> PostprocessConfig:
-        return PostprocessConfig(
-            foreground_threshold=float(self._foreground.value),
-            seed_threshold=float(self._seed.value),
-            min_size=int(self._min_size.value),
-            fill_background=bool(self._cache and self._cache.segmenter.postprocess.fill_background),
-        )
 
     def segment(self, ask: bool = True) -> GeneratorWorker | None:
         """Segment the current plane or the whole stack in a worker (what the button does).
@@ -374,32 +337,45 @@ class SegmentWidget(Container):
         self.recorder.flush()
         stitch = bool(self._stitch.value and self._stitch.enabled)
         request = SegmentRequest(
-            model_path, image_data(layer), axes, planes, stitch, str(self._device.value), self._postprocess()
+            model_path,
+            image_data(layer),
+            axes,
+            planes,
+            stitch,
+            str(self._device.value),
+            self.postprocess.config(),
         )
+        # the result layer appears at the click (creating a layer costs napari ~0.2 s, better
+        # spent now than as a stall when the result arrives); a cancelled run removes it again
+        created = labels_name(layer) not in self._viewer.layers
+        labels_layer = ensure_labels_layer(self._viewer, layer, axes)
         worker = segment_worker(request, self._models)
         worker.yielded.connect(self._on_segment_progress)
-        worker.returned.connect(lambda result: self._on_segmented(layer, request, *result))
-        worker.aborted.connect(lambda: self._set_status("Cancelled: the labels are unchanged."))
+        worker.returned.connect(lambda result: self._on_segmented(layer, labels_layer, request, *result))
+        worker.aborted.connect(lambda: self._on_segment_stopped(labels_layer, created, "Cancelled"))
         worker.errored.connect(self._on_segment_error)
+        worker.errored.connect(lambda _: self._on_segment_stopped(labels_layer, created, "Failed"))
         worker.finished.connect(self._on_segment_finished)
         self.segment_worker = worker
-        self._pbar = progress(total=1000, desc=f"Segmenting {layer.name}")
+        self._progress.start(f"Segmenting {layer.name}", 1000)
         self._segment.enabled, self._cancel.enabled = False, True
-        self._progress.value, self._progress.visible = 0, True
         self._set_status(f"Segmenting {layer.name}…")
         worker.start()
         return worker
 
     def _on_segment_progress(self, record: Progress) -> None:
-        self._progress.value = record.step
-        self._set_status(record.message)
-        if self._pbar is not None:
-            self._pbar.set_description(record.message)
-            self._pbar.update(record.step - self._pbar.n)
+        self._progress.update(record)
+        self._status.value = record.message
 
     def _on_cancel_clicked(self) -> None:
         if self.segment_worker is not None:
             self.segment_worker.quit()
+
+    def _on_segment_stopped(self, labels_layer: napari.layers.Labels, created: bool, what: str) -> None:
+        if created and labels_layer in self._viewer.layers:
+            self._viewer.layers.remove(labels_layer)
+        if what == "Cancelled":
+            self._set_status("Cancelled: the labels are unchanged.")
 
     def _on_segment_error(self, error: Exception) -> None:
         self._set_status(f"Segmentation failed: {error}")
@@ -407,91 +383,37 @@ class SegmentWidget(Container):
 
     def _on_segment_finished(self) -> None:
         self.segment_worker = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        self._progress.close()
         self._segment.enabled, self._cancel.enabled = True, False
-        self._progress.visible = False
 
     def _on_segmented(
-        self, layer: napari.layers.Image, request: SegmentRequest, segmenter: Segmenter, result: Segmentation
+        self,
+        layer: napari.layers.Image,
+        labels_layer: napari.layers.Labels,
+        request: SegmentRequest,
+        segmenter: Segmenter,
+        result: Segmentation,
     ) -> None:
-        self.recorder.flush()  # edits made while segmenting are saved before being replaced
-        labels_layer = ensure_labels_layer(self._viewer, layer, request.axes)
-        planes = request.planes
-        if planes is None:
+        if labels_layer not in self._viewer.layers:  # removed while segmenting
+            labels_layer = ensure_labels_layer(self._viewer, layer, request.axes)
+        if layer is self.recorder.image_layer:
+            self.recorder.attach(labels_layer)
+            self.recorder.segmented(set(result.outputs))  # saves edits made meanwhile first
+        if request.planes is None:
             labels_layer.data[...] = result.labels
         else:
-            for plane in planes:
+            for plane in request.planes:
                 selector = labels_plane_selector(request.axes, plane)
                 labels_layer.data[selector] = result.labels[selector]
         labels_layer.refresh()
-        if layer is self._image.value:
-            self.recorder.attach(labels_layer)
-            self.recorder.segmented(set(result.outputs))
-        cache = self._cache
-        same = cache is not None and (cache.image_layer, cache.model_path, cache.axes, cache.stitch) == (
-            layer,
-            request.model_path,
-            request.axes,
-            request.stitch,
-        )
-        outputs = {**cache.outputs, **result.outputs} if same and cache is not None else dict(result.outputs)
-        self._cache = _Cache(layer, request.model_path, request.axes, request.stitch, segmenter, outputs)
+        self.postprocess.remember(layer, request.model_path, request.stitch, segmenter, result)
         self._device_used.value = f"ran on {result.device}"
         diameter = f", objects ~{result.diameter:.0f} px" if result.diameter else ""
         self._set_status(f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}.")
 
-    # -- post-processing ------------------------------------------------------------------
-    def _on_postprocess_changed(self, _: Any = None) -> None:
-        if self._cache is not None:
-            self._relabel_timer.start()
-
-    def _relabel(self) -> None:
-        """Labels from the cached network outputs under the current settings (no network)."""
-        cache = self._cache
-        name = labels_name(cache.image_layer) if cache is not None else ""
-        if cache is None or name not in self._viewer.layers:
-            return
-        labels_layer = self._viewer.layers[name]
-        kept = self.recorder.edited_planes() if cache.image_layer is self._image.value else set()
-        for plane, labels in relabel(
-            cache.segmenter, cache.outputs, cache.stitch, self._postprocess()
-        ).items():
-            if plane not in kept:
-                labels_layer.data[labels_plane_selector(cache.axes, plane)] = labels
-        labels_layer.refresh()
-        note = f" ({len(kept)} corrected plane(s) kept as they are)" if kept else ""
-        self._set_status(f"Post-processing updated{note}.")
-
-    # -- corrections ----------------------------------------------------------------------
-    def _update_saved_info(self) -> None:
-        count = self.recorder.saved_count()
-        self._restore.enabled = count > 0
-        self._saved_info.value = f"{count} corrected plane(s) of this image saved" if count else ""
-
-    def _on_folder_changed(self, folder: Path) -> None:
-        self.recorder.flush()
-        self._corrections.store = CorrectionStore(folder)
-        self._update_saved_info()
-
-    def _on_restore_clicked(self) -> None:
-        count = self.recorder.restore(self._viewer)
-        self._set_status(f"Restored {count} corrected plane(s)." if count else "Nothing to restore.")
-
-    def _on_reviewed_clicked(self) -> None:
-        layer, axes = self._image.value, self._checked_axes()
-        if layer is None or axes is None or self.recorder.tracker is None:
-            self._set_status("Segment first, then mark a plane as reviewed.")
-            return
-        plane = current_plane(self._viewer, layer, axes) if stack_axes(axes) else ()
-        self.recorder.mark_reviewed(plane)
-        self._set_status("The whole plane will train.")
-        self._update_saved_info()
-
     # -- fine-tune results ----------------------------------------------------------------
     def _on_version_saved(self, version: ModelVersion) -> None:
         self.select_model(version.path)
-        self._update_saved_info()
+        self.corrections.refresh()
         if self._image.value is not None:
             self.segment(ask=False)

@@ -1,0 +1,79 @@
+"""Corrections controls: where they are saved, restoring them, marking a plane reviewed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import napari
+from magicgui.widgets import Container, FileEdit, Label, PushButton
+
+from napari_unet.core.corrections import CorrectionStore
+from napari_unet.gui.layers import Plane
+from napari_unet.gui.recorder import CorrectionRecorder
+
+
+class CorrectionsPanel(Container):
+    """The corrections folder (visible, changeable), Restore, and "Mark plane fully reviewed".
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+    recorder : CorrectionRecorder
+    current_plane : callable
+        The plane the viewer shows of the current image (``None`` without an image).
+    report : callable
+        Shows a one-line status message.
+
+    """
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        recorder: CorrectionRecorder,
+        current_plane: Callable[[], Plane | None],
+        report: Callable[[str], None],
+    ) -> None:
+        super().__init__(labels=True)
+        self.margins = (0, 0, 0, 0)
+        self._viewer = viewer
+        self._recorder = recorder
+        self._current_plane = current_plane
+        self._report = report
+        self._folder = FileEdit(label="Folder", mode="d", value=recorder.store.folder)
+        self._saved_info = Label(value="")
+        self._restore = PushButton(text="Restore saved corrections", enabled=False)
+        self._reviewed = PushButton(
+            text="Mark plane fully reviewed",
+            tooltip="Every pixel of the shown plane is right: train on all of it",
+        )
+        buttons = Container(widgets=[self._restore, self._reviewed], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.extend([self._folder, self._saved_info, buttons])
+        self._folder.changed.connect(self._on_folder_changed)
+        self._restore.changed.connect(self._on_restore_clicked)
+        self._reviewed.changed.connect(self._on_reviewed_clicked)
+
+    def refresh(self) -> None:
+        """Offer to restore when the current image has saved corrections."""
+        count = self._recorder.saved_count()
+        self._restore.enabled = count > 0
+        self._saved_info.value = f"{count} corrected plane(s) of this image saved" if count else ""
+
+    def _on_folder_changed(self, folder: Path) -> None:
+        self._recorder.flush(wait=True)
+        self._recorder.corrections.store = CorrectionStore(folder)
+        self.refresh()
+
+    def _on_restore_clicked(self) -> None:
+        count = self._recorder.restore(self._viewer)
+        self._report(f"Restored {count} corrected plane(s)." if count else "Nothing to restore.")
+
+    def _on_reviewed_clicked(self) -> None:
+        plane = self._current_plane()
+        if plane is None or self._recorder.tracker is None:
+            self._report("Segment first, then mark a plane as reviewed.")
+            return
+        self._recorder.mark_reviewed(plane)
+        self._report("The whole plane will train.")
+        self.refresh()

@@ -1,0 +1,142 @@
+"""Post-processing controls that re-label cached network outputs instantly (no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import napari
+from magicgui.widgets import Container, FloatSlider, SpinBox
+from qtpy.QtCore import QTimer
+
+from napari_unet.core.config import PostprocessConfig
+from napari_unet.core.inference import PlaneOutputs, Segmentation, Segmenter
+from napari_unet.gui.layers import Plane, labels_name, labels_plane_selector, relabel
+
+RELABEL_DELAY_MS = 120
+"""A slider drag re-labels once it pauses this long, not at every pixel of the drag."""
+
+
+@dataclass
+class _Cache:
+    """Network outputs of the last segmentation of an image."""
+
+    image_layer: napari.layers.Image
+    model_path: str
+    axes: str
+    stitch: bool
+    segmenter: Segmenter
+    outputs: dict[Plane, PlaneOutputs]
+
+
+class PostprocessPanel(Container):
+    """Probability threshold, seed threshold and minimum object size.
+
+    Until the person moves a control, segmentation uses the model's own
+    settings (and the controls then show them).
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+    kept_planes : callable
+        Given an image layer, the planes whose labels must not change (corrected ones).
+    report : callable
+        Shows a one-line status message.
+
+    """
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        kept_planes: Callable[[napari.layers.Image], set[Plane]],
+        report: Callable[[str], None],
+    ) -> None:
+        super().__init__(labels=True)
+        self.margins = (0, 0, 0, 0)
+        self._viewer = viewer
+        self._kept_planes = kept_planes
+        self._report = report
+        self._cache: _Cache | None = None
+        self._touched = False
+        self._showing = False
+        self._foreground = FloatSlider(label="Probability", min=0.05, max=0.95, step=0.05, value=0.5)
+        self._seed = FloatSlider(label="Seed threshold", min=0.05, max=0.95, step=0.05, value=0.5)
+        self._min_size = SpinBox(label="Min size (px)", min=0, max=100_000, value=10)
+        self.extend([self._foreground, self._seed, self._min_size])
+        self._timer = QTimer(self.native)  # dies with the panel: no late re-label
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(RELABEL_DELAY_MS)
+        self._timer.timeout.connect(self.relabel)
+        for control in (self._foreground, self._seed, self._min_size):
+            control.changed.connect(self._on_control_changed)
+
+    def config(self) -> PostprocessConfig | None:
+        """Settings to segment with: ``None`` (the model's own) until a control was moved."""
+        if not self._touched:
+            return None
+        base = self._cache.segmenter.postprocess if self._cache is not None else PostprocessConfig()
+        return replace(
+            base,
+            foreground_threshold=float(self._foreground.value),
+            seed_threshold=float(self._seed.value),
+            min_size=int(self._min_size.value),
+        )
+
+    def use_model_defaults(self) -> None:
+        """Forget the person's settings (another model was chosen)."""
+        self._touched = False
+
+    def forget(self) -> None:
+        """Drop cached outputs (another image was chosen)."""
+        self._cache = None
+
+    def remember(
+        self,
+        layer: napari.layers.Image,
+        model_path: str,
+        stitch: bool,
+        segmenter: Segmenter,
+        result: Segmentation,
+    ) -> None:
+        """Keep a segmentation's outputs (merged with earlier planes of the same image and model)."""
+        cache = self._cache
+        key = (layer, model_path, result.axes, stitch)
+        outputs = dict(result.outputs)
+        if cache is not None and (cache.image_layer, cache.model_path, cache.axes, cache.stitch) == key:
+            outputs = {**cache.outputs, **outputs}
+        self._cache = _Cache(layer, model_path, result.axes, stitch, segmenter, outputs)
+        self._show(segmenter.postprocess)
+
+    def _show(self, config: PostprocessConfig) -> None:
+        self._showing = True
+        try:
+            self._foreground.value = config.foreground_threshold
+            self._seed.value = config.seed_threshold
+            self._min_size.value = config.min_size
+        finally:
+            self._showing = False
+
+    def _on_control_changed(self, _: Any = None) -> None:
+        if self._showing:
+            return
+        self._touched = True
+        if self._cache is not None:
+            self._timer.start()
+
+    def relabel(self) -> None:
+        """Labels from the cached outputs under the current settings; corrected planes are kept."""
+        cache, config = self._cache, self.config()
+        if cache is None or config is None:
+            return
+        name = labels_name(cache.image_layer)
+        if name not in self._viewer.layers:
+            return
+        labels_layer = self._viewer.layers[name]
+        kept = self._kept_planes(cache.image_layer)
+        for plane, labels in relabel(cache.segmenter, cache.outputs, cache.stitch, config).items():
+            if plane not in kept:
+                labels_layer.data[labels_plane_selector(cache.axes, plane)] = labels
+        labels_layer.refresh()
+        note = f" ({len(kept)} corrected plane(s) kept as they are)" if kept else ""
+        self._report(f"Post-processing updated{note}.")
