@@ -43,7 +43,7 @@ def test_widget_is_a_dock_widget_with_menu_entry(viewer_and_widget):
     manifest = PluginManager.instance().get_manifest("napari-unet")
     menu = manifest.contributions.menus["napari/layers/segment"]
     assert menu[0].command == "napari-unet.make_segment_widget"
-    assert widget._device_used.value.startswith("will run on")
+    assert widget.model.device_used.value.startswith("will run on")
 
 
 def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, private_folders):
@@ -55,7 +55,7 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     assert tuple(labels_layer.scale) == (0.5, 0.5) and tuple(labels_layer.translate) == (10, 20)
     segmented = labels_layer.data.copy()
     assert segmented.max() >= 5, "the nuclei model finds nuclei"
-    assert widget._device_used.value == "ran on cpu"
+    assert widget.model.device_used.value == "ran on cpu"
 
     erased = correct(qtbot, labels_layer)
     assert not (labels_layer.data == erased).any() and labels_layer.data[20, 20] == 999
@@ -65,7 +65,7 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     assert saved[0].labels[20, 20] == 999 and saved[0].edited[20, 20]
     assert saved[0].edited[segmented == erased].all()
 
-    parent_path = widget._model.value
+    parent_path = widget.model.path
     widget.finetune._steps.value = 3
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
     assert widget.finetune.start() is not None
@@ -74,7 +74,7 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     versions = list_versions()
     parent = load_model(parent_path)
     assert [v.name for v in versions] == [f"{parent.name}-v1"]
-    assert widget._model.value == str(versions[0].path)
+    assert widget.model.path == str(versions[0].path)
     tuned = load_model(versions[0].path)
     assert tuned.provenance["parent_source"] == parent_path
     assert tuned.weights_hash() != parent.weights_hash()
@@ -85,8 +85,8 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     assert len(list(corrections.rglob("*.npz"))) == 1
     assert widget.questions == []
 
-    widget._previous.changed.emit(True)
-    assert widget._model.value == parent_path
+    widget.model._previous.changed.emit(True)
+    assert widget.model.path == parent_path
 
 
 def test_cancel_leaves_layers_as_they_were(qtbot, viewer_and_widget, nuclei_image):
@@ -106,7 +106,7 @@ def test_stop_leaves_the_model_as_it_was(qtbot, viewer_and_widget, nuclei_image)
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     correct(qtbot, labels_layer)
     corrected = labels_layer.data.copy()
-    model = widget._model.value
+    model = widget.model.path
     widget.finetune._steps.value = 500
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
     widget.finetune.start()
@@ -114,7 +114,7 @@ def test_stop_leaves_the_model_as_it_was(qtbot, viewer_and_widget, nuclei_image)
     widget.finetune._stop.changed.emit(True)
     wait_trained(qtbot, widget)
     assert list_versions() == []
-    assert widget._model.value == model
+    assert widget.model.path == model
     np.testing.assert_array_equal(labels_layer.data, corrected)
     assert widget.finetune._status.value.startswith("Stopped")
 
@@ -133,7 +133,7 @@ def test_stop_and_keep_saves_a_version(qtbot, viewer_and_widget, nuclei_image):
     assert len(versions) == 1
     kept = load_model(versions[0].path)
     assert kept.provenance["stopped_early"] and kept.provenance["steps"] >= 5
-    assert widget._model.value == str(versions[0].path)
+    assert widget.model.path == str(versions[0].path)
 
 
 def test_segment_asks_before_replacing_corrections(qtbot, viewer_and_widget, nuclei_image):

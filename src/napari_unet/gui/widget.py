@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import napari
-import torch
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -25,20 +24,13 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QFileDialog, QMessageBox
+from qtpy.QtWidgets import QMessageBox
 
 from napari_unet.core.axes import normalise_axes, stack_axes
 from napari_unet.core.corrections import CorrectionSet, CorrectionStore, default_corrections_dir
 from napari_unet.core.inference import Segmentation, Segmenter
 from napari_unet.core.progress import Progress
-from napari_unet.core.store import ModelVersion, parent_of
-from napari_unet.core.weights import (
-    BUNDLED_MODELS,
-    DEFAULT_MODEL,
-    bundled_model_path,
-    choose_device,
-    user_models,
-)
+from napari_unet.core.store import ModelVersion
 from napari_unet.gui.corrections_panel import CorrectionsPanel
 from napari_unet.gui.finetune import FineTunePanel
 from napari_unet.gui.layers import (
@@ -50,6 +42,7 @@ from napari_unet.gui.layers import (
     labels_plane_selector,
     layer_axes,
 )
+from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.postprocess_panel import PostprocessPanel
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.recorder import CorrectionRecorder
@@ -58,24 +51,9 @@ from napari_unet.gui.workers import ModelCache, SegmentRequest, segment_worker
 CURRENT_PLANE, WHOLE_STACK = "current plane", "whole stack"
 
 
-def available_devices() -> list[str]:
-    """Device names this machine offers, ``auto`` first."""
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
 def _ask_yes_no(question: str) -> bool:
     answer = QMessageBox.question(None, "napari-unet", question)
     return answer == QMessageBox.StandardButton.Yes
-
-
-def _ask_model_file() -> str | None:
-    path, _ = QFileDialog.getOpenFileName(None, "Open a napari-unet model", "", "Model files (*.pt)")
-    return path or None
 
 
 class SegmentWidget(Container):
@@ -89,8 +67,6 @@ class SegmentWidget(Container):
     ----------
     confirm : callable
         Asks a yes/no question (a dialog by default; tests replace it).
-    ask_model_file : callable
-        Asks for a model file (a file dialog by default).
     segment_worker : GeneratorWorker or None
         The running segmentation, if any.
 
@@ -102,10 +78,8 @@ class SegmentWidget(Container):
         # layer identity, which this widget relies on to match results to layers
         self._viewer: napari.viewer.Viewer = getattr(viewer, "__wrapped__", viewer)
         self.confirm: Callable[[str], bool] = _ask_yes_no
-        self.ask_model_file: Callable[[], str | None] = _ask_model_file
         self.segment_worker: GeneratorWorker | None = None
         self._models = ModelCache()
-        self._extra_models: dict[str, str] = {}
         self._corrections = CorrectionSet(CorrectionStore(default_corrections_dir()))
         self.recorder = CorrectionRecorder(self._corrections, parent=self.native)
 
@@ -119,13 +93,7 @@ class SegmentWidget(Container):
             orientation="horizontal",
         )
         self._stitch = CheckBox(text="Join objects across planes (3-D)", value=False)
-        self._model = ComboBox(label="Model", choices=self._model_choices)
-        self._open_model = PushButton(text="Open model file…")
-        self._previous = PushButton(
-            text="Previous version", tooltip="Select the model this one was tuned from"
-        )
-        self._device = ComboBox(label="Device", choices=available_devices(), value="auto")
-        self._device_used = Label(value="")
+        self.model = ModelPanel(self._models, self._set_status)
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = JobProgress(ProgressBar(value=0, min=0, max=1000, visible=False))
@@ -135,13 +103,10 @@ class SegmentWidget(Container):
         self.finetune = FineTunePanel(
             self._models,
             self._corrections,
-            model_path=lambda: self._model.value,
-            device=lambda: str(self._device.value),
+            model_path=lambda: self.model.path,
+            device=lambda: str(self.model.device.value),
             before_start=lambda: self.recorder.flush(wait=True),
             on_saved=self._on_version_saved,
-        )
-        model_buttons = Container(
-            widgets=[self._open_model, self._previous], layout="horizontal", labels=False
         )
         run_buttons = Container(widgets=[self._segment, self._cancel], layout="horizontal", labels=False)
         self.extend(
@@ -151,10 +116,7 @@ class SegmentWidget(Container):
                 self._axes_info,
                 self._scope,
                 self._stitch,
-                self._model,
-                model_buttons,
-                self._device,
-                self._device_used,
+                self.model,
                 run_buttons,
                 self._progress.bar,
                 self._status,
@@ -168,18 +130,13 @@ class SegmentWidget(Container):
         )
         self._image.changed.connect(self._on_image_changed)
         self._axes.changed.connect(self._on_axes_changed)
-        self._open_model.changed.connect(self._on_open_model_clicked)
-        self._previous.changed.connect(self._on_previous_clicked)
-        self._model.changed.connect(self._on_model_changed)
-        self._device.changed.connect(self._on_device_changed)
+        self.model.model.changed.connect(self._on_model_changed)
         self._segment.changed.connect(self._on_segment_clicked)
         self._cancel.changed.connect(self._on_cancel_clicked)
         self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.layers.events.reordered.connect(self._on_layers_changed)
 
-        self._select_default_model()
-        self._on_device_changed(self._device.value)
         self._on_image_changed(self._image.value)
 
     # -- choices ----------------------------------------------------------------------------
@@ -188,24 +145,9 @@ class SegmentWidget(Container):
             (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
         ]
 
-    def _model_choices(self, _: Any = None) -> list[tuple[str, str]]:
-        bundled = [(n, str(bundled_model_path(n))) for n in BUNDLED_MODELS if bundled_model_path(n).is_file()]
-        mine = [(name, str(path)) for name, path in user_models().items()]
-        extra = [(name, path) for path, name in self._extra_models.items()]
-        return bundled + mine + extra
-
-    def _select_default_model(self) -> None:
-        paths = dict(self._model_choices())
-        if DEFAULT_MODEL in paths:
-            self._model.value = paths[DEFAULT_MODEL]
-
     def select_model(self, path: str | Path) -> None:
         """Select a model file (added to the choices if it is not listed)."""
-        path = str(Path(path))
-        if path not in {listed for _, listed in self._model_choices()}:
-            self._extra_models[path] = Path(path).stem
-        self._model.reset_choices()
-        self._model.value = path
+        self.model.select(path)
 
     def _on_layer_inserted(self, event: Any) -> None:
         self._image.reset_choices()
@@ -269,34 +211,6 @@ class SegmentWidget(Container):
     def _on_model_changed(self, _: Any = None) -> None:
         self.postprocess.use_model_defaults()
 
-    def _on_open_model_clicked(self) -> None:
-        path = self.ask_model_file()
-        if path:
-            self.select_model(path)
-
-    def _on_previous_clicked(self) -> None:
-        if self._model.value is None:
-            return
-        try:
-            parent = parent_of(self._models.get(self._model.value))
-        except ValueError as error:
-            self._set_status(str(error))
-            return
-        choices = dict(self._model_choices())
-        if parent in choices:
-            parent = choices[parent]
-        if parent is None or not Path(parent).is_file():
-            self._set_status("This model has no earlier version here.")
-            return
-        self.select_model(parent)
-        self._set_status(f"Selected the previous version, {Path(parent).stem}.")
-
-    def _on_device_changed(self, name: str) -> None:
-        try:
-            self._device_used.value = f"will run on {choose_device(name)}"
-        except ValueError as error:
-            self._device_used.value = str(error)
-
     # -- segment --------------------------------------------------------------------------
     def _on_segment_clicked(self) -> None:
         self.segment()
@@ -315,7 +229,7 @@ class SegmentWidget(Container):
             The started worker, or ``None`` if nothing was started.
 
         """
-        layer, axes, model_path = self._image.value, self._checked_axes(), self._model.value
+        layer, axes, model_path = self._image.value, self._checked_axes(), self.model.path
         if self.segment_worker is not None:
             return None
         if layer is None or axes is None or model_path is None:
@@ -342,7 +256,7 @@ class SegmentWidget(Container):
             axes,
             planes,
             stitch,
-            str(self._device.value),
+            str(self.model.device.value),
             self.postprocess.config(),
         )
         # the result layer appears at the click (creating a layer costs napari ~0.2 s, better
@@ -407,7 +321,7 @@ class SegmentWidget(Container):
                 labels_layer.data[selector] = result.labels[selector]
         labels_layer.refresh()
         self.postprocess.remember(layer, request.model_path, request.stitch, segmenter, result)
-        self._device_used.value = f"ran on {result.device}"
+        self.model.device_used.value = f"ran on {result.device}"
         diameter = f", objects ~{result.diameter:.0f} px" if result.diameter else ""
         self._set_status(f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}.")
 

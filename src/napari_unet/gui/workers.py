@@ -16,6 +16,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import torch
+
+# torch's optimisers import torch._dynamo (~800 modules, ~1 s) on their first step; done in
+# a worker, that import holds the GIL for up to ~120 ms at a time and stalls napari, so it
+# happens here, while the plugin loads (measured with benchmarks/gui_responsiveness.py)
+import torch._dynamo  # noqa: F401
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
 from napari_unet.core.config import InferenceConfig, PostprocessConfig, TrainingConfig, to_dict
