@@ -10,7 +10,12 @@ import torch
 
 from napari_unet.core.weights import resolve_model
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "nuclei-dsb2018" / "val" / "images"
+DATA = (
+    Path(os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    / "nuclei-dsb2018"
+    / "val"
+    / "images"
+)
 IMAGE = DATA / "05040e2e959c3f5632558fc9683fec88f0010026c555b499066346f67fdd0e13.tif"
 
 

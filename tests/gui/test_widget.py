@@ -172,6 +172,7 @@ def test_reopened_image_offers_its_saved_corrections(qtbot, viewer_and_widget, n
     assert not widget.corrections._restore.enabled
     viewer.add_image(nuclei_image.copy(), name="same image, new name")
     assert widget.corrections._restore.enabled
+    assert "Restore saved corrections" in widget._status.value
     assert widget.corrections._saved_info.value.startswith("1 corrected plane")
     widget.corrections._restore.changed.emit(True)
     restored = viewer.layers["same image, new name labels"]

@@ -54,11 +54,12 @@ class CorrectionsPanel(Container):
         self._restore.changed.connect(self._on_restore_clicked)
         self._reviewed.changed.connect(self._on_reviewed_clicked)
 
-    def refresh(self) -> None:
-        """Offer to restore when the current image has saved corrections."""
+    def refresh(self) -> int:
+        """Offer to restore when the current image has saved corrections; returns their number."""
         count = self._recorder.saved_count()
         self._restore.enabled = count > 0
         self._saved_info.value = f"{count} corrected plane(s) of this image saved" if count else ""
+        return count
 
     def _on_folder_changed(self, folder: Path) -> None:
         self._recorder.flush(wait=True)

@@ -64,6 +64,7 @@ class FineTunePanel(Container):
         on_saved: Callable[[ModelVersion], None],
     ) -> None:
         super().__init__(labels=True)
+        self.margins = (0, 0, 0, 0)
         self._models = models
         self._corrections = corrections
         self._model_path = model_path
@@ -86,6 +87,7 @@ class FineTunePanel(Container):
         self._progress = JobProgress(ProgressBar(label="Training", value=0, min=0, max=1, visible=False))
         self._status = Label(value="Correct some labels, then Fine-tune.")
         buttons = Container(widgets=[self._stop, self._stop_keep], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
         self.extend(
             [self._steps, self._continuous, self._finetune, buttons, self._progress.bar, self._status]
         )

@@ -73,7 +73,7 @@ class SegmentWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         # napari hands plugins a proxy that wraps every layer anew; the real viewer keeps
         # layer identity, which this widget relies on to match results to layers
         self._viewer: napari.viewer.Viewer = getattr(viewer, "__wrapped__", viewer)
@@ -108,14 +108,15 @@ class SegmentWidget(Container):
             before_start=lambda: self.recorder.flush(wait=True),
             on_saved=self._on_version_saved,
         )
+        image_panel = Container(
+            widgets=[self._image, self._axes, self._axes_info, self._scope, self._stitch], labels=True
+        )
+        image_panel.margins = (0, 0, 0, 0)
         run_buttons = Container(widgets=[self._segment, self._cancel], layout="horizontal", labels=False)
+        run_buttons.margins = (0, 0, 0, 0)
         self.extend(
             [
-                self._image,
-                self._axes,
-                self._axes_info,
-                self._scope,
-                self._stitch,
+                image_panel,
                 self.model,
                 run_buttons,
                 self._progress.bar,
@@ -186,7 +187,11 @@ class SegmentWidget(Container):
         if name in self._viewer.layers and isinstance(self._viewer.layers[name], napari.layers.Labels):
             if self._viewer.layers[name].data.ndim == len(axes.replace("C", "")):
                 self.recorder.attach(self._viewer.layers[name])
-        self.corrections.refresh()
+        if self.corrections.refresh():
+            self._set_status(
+                f"Corrections of this image were saved earlier (in {self.recorder.store.folder}): "
+                "'Restore saved corrections' puts them back."
+            )
 
     def _checked_axes(self) -> str | None:
         layer = self._image.value
