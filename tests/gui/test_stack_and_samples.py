@@ -47,3 +47,17 @@ def test_stack_current_plane_and_continuous_training(qtbot, viewer_and_widget):
     qtbot.waitUntil(lambda: not widget.finetune.running and widget.segment_worker is None, timeout=60_000)
     assert len(list_versions()) == 1
     assert np.asarray(layer.data).shape == (15, 128, 128)
+
+
+def test_whole_stack_with_objects_joined_across_planes(qtbot, viewer_and_widget):
+    viewer, widget = viewer_and_widget
+    image = sample_data.nuclei_3d()[0][0]
+    viewer.add_image(image[24:36:3, 64:192, 64:192], name="stack")
+    widget._scope.value = "whole stack"
+    widget._stitch.value = True
+    widget.segment()
+    qtbot.waitUntil(lambda: widget.segment_worker is None, timeout=60_000)
+    labels = viewer.layers["stack labels"].data
+    assert all(labels[z].any() for z in range(labels.shape[0]))
+    shared = set(np.unique(labels[1])) & set(np.unique(labels[2])) - {0}
+    assert shared, "objects continue from one plane to the next under one label"

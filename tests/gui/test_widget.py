@@ -100,6 +100,17 @@ def test_cancel_leaves_layers_as_they_were(qtbot, viewer_and_widget, nuclei_imag
     assert widget._status.value.startswith("Cancelled")
     assert widget._segment.enabled and not widget._cancel.enabled
 
+    # a cancelled re-run leaves the existing result as it was
+    widget.segment()
+    wait_segmented(qtbot, widget)
+    viewer.layers["cells labels"].data[:8] = 77  # content a completed re-run would replace
+    labels = viewer.layers["cells labels"].data.copy()
+    worker = widget.segment()
+    widget._cancel.changed.emit(True)
+    wait_segmented(qtbot, widget)
+    assert worker.abort_requested and widget._status.value.startswith("Cancelled")
+    np.testing.assert_array_equal(viewer.layers["cells labels"].data, labels)
+
 
 def test_stop_leaves_the_model_as_it_was(qtbot, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget

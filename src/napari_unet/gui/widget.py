@@ -134,6 +134,8 @@ class SegmentWidget(Container):
         self.model.model.changed.connect(self._on_model_changed)
         self._segment.changed.connect(self._on_segment_clicked)
         self._cancel.changed.connect(self._on_cancel_clicked)
+        # edits of the last ~0.3 s are written when the widget goes (window closed)
+        self.native.destroyed.connect(lambda *_: self.recorder.flush(wait=True))
         self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.layers.events.reordered.connect(self._on_layers_changed)
