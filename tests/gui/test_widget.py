@@ -152,6 +152,8 @@ def test_segment_asks_before_replacing_corrections(qtbot, viewer_and_widget, nuc
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     correct(qtbot, labels_layer)
     corrected = labels_layer.data.copy()
+    widget._axes.value = "yx"  # retyping the same axes keeps the edits
+    assert widget.recorder.edited_planes() == {()}
     assert widget.segment() is None  # the person said no
     assert len(widget.questions) == 1 and "corrections" in widget.questions[0]
     np.testing.assert_array_equal(labels_layer.data, corrected)

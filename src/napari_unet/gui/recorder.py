@@ -66,6 +66,8 @@ class CorrectionRecorder:
 
     def set_image(self, image_layer: napari.layers.Image | None, axes: str) -> None:
         """Follow another image (its result layer, if it has one, is tracked from now on)."""
+        if image_layer is self.image_layer and axes == self.axes:
+            return
         self.flush(wait=True)
         self.detach()
         self.image_layer, self.axes = image_layer, axes

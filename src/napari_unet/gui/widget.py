@@ -173,7 +173,8 @@ class SegmentWidget(Container):
             self.corrections.refresh()
             return
         axes = layer_axes(layer)
-        self._axes.value = axes  # triggers _on_axes_changed
+        with self._axes.changed.blocked():
+            self._axes.value = axes
         self._axes_info.value = f"detected {axes}, shape {tuple(image_data(layer).shape)}"
         self._on_axes_changed(axes)
 
