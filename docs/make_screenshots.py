@@ -1,0 +1,90 @@
+"""Regenerate the README screenshots of the dock widget (needs a display: use ``xvfb-run -a``).
+
+    xvfb-run -a -s "-screen 0 1600x1200x24" python docs/make_screenshots.py [--model nuclei]
+
+Writes ``docs/images/widget-segment.png`` (after Segment) and
+``docs/images/widget-finetune.png`` (while fine-tuning on two corrections).
+Models and corrections go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+HERE = Path(__file__).resolve().parent
+IMAGE = (
+    HERE.parents[1]
+    / "shared/data/nuclei-dsb2018/val/images"
+    / "05040e2e959c3f5632558fc9683fec88f0010026c555b499066346f67fdd0e13.tif"
+)
+
+
+def main() -> None:
+    """Open napari with the widget, segment, correct, fine-tune, and take the two screenshots."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="nuclei")
+    parser.add_argument("--out", default=str(HERE / "images"))
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="napari-unet-shots-"))
+    os.environ["NAPARI_UNET_MODEL_DIR"] = str(scratch / "models")
+    os.environ["NAPARI_UNET_CORRECTIONS_DIR"] = str(scratch / "corrections")
+    warnings.filterwarnings("ignore")  # napari's PyQt5 deprecation toast would cover the canvas
+
+    import napari  # noqa: TID251 (a GUI script)
+    import torch
+    from napari._qt.dialogs.qt_notification import NapariQtNotification  # noqa: TID251
+    from qtpy.QtCore import Qt  # noqa: TID251
+    from qtpy.QtWidgets import QApplication  # noqa: TID251
+
+    from napari_unet.core.weights import resolve_model
+
+    torch.set_num_threads(1)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 1050)
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net segmentation")
+    viewer.window._qt_window.resizeDocks([dock], [470], Qt.Orientation.Horizontal)
+    widget.confirm = lambda question: True
+    widget.select_model(resolve_model(args.model))
+    app = QApplication.instance()
+
+    def wait(condition, seconds: float = 300) -> None:
+        end = time.perf_counter() + seconds
+        while not condition() and time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.02)
+
+    viewer.add_image(tifffile.imread(IMAGE), name="nuclei (DSB 2018)")
+    widget.segment()
+    wait(lambda: widget.segment_worker is None)
+    wait(lambda: False, 0.5)
+    viewer.reset_view()
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+    wait(lambda: False, 0.5)
+    viewer.screenshot(str(Path(args.out) / "widget-segment.png"), canvas_only=False)
+
+    labels = viewer.layers["nuclei (DSB 2018) labels"]
+    largest = int(np.bincount(labels.data.ravel())[1:].argmax()) + 1
+    labels.fill(tuple(np.argwhere(labels.data == largest)[0]), 0)  # erase one nucleus
+    labels.brush_size = 12
+    labels.paint((30, 30), int(labels.data.max()) + 1)  # and paint another
+    widget.finetune._steps.value = 60
+    widget.finetune.start()
+    wait(lambda: len(widget.finetune.loss_plot.values) >= 25)
+    wait(lambda: False, 0.3)
+    viewer.screenshot(str(Path(args.out) / "widget-finetune.png"), canvas_only=False)
+    widget.finetune.stop(keep=False)
+    wait(lambda: not widget.finetune.running)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
