@@ -135,7 +135,7 @@ def test_default_folder_is_never_the_working_directory(monkeypatch, tmp_path):
 
 
 def test_training_samples_carry_the_reviewed_mask(bundle):
-    labels = disc_labels()
+    labels = np.pad(disc_labels(), ((0, 96), (0, 96)))
     edited = np.zeros(labels.shape, bool)
     edited[44, 44] = True
     image = (labels > 0).astype(np.float32) * 200 + 10
@@ -148,4 +148,14 @@ def test_training_samples_carry_the_reviewed_mask(bundle):
     sample = samples[0]
     assert sample.name == "k"
     assert sample.targets.shape[0] == len(bundle.config.heads)
-    assert 0 < sample.mask.mean() < 0.5  # only around object 2
+    assert 0.05 < sample.mask.mean() < 0.5  # around object 2 only
+
+
+def test_default_review_margin_is_two_object_diameters():
+    labels = np.pad(disc_labels(), ((0, 96), (0, 96)))
+    edited = labels == 2
+    region = reviewed_region(labels, edited)
+    diameter = 2 * np.sqrt((labels == 2).sum() / np.pi)
+    assert region[44, int(44 + 7 + 1.9 * diameter)]
+    assert not region[44, int(44 + 8 + 2.2 * diameter)]
+    assert region[labels == 1].any(), "the neighbouring object counts as seen"
