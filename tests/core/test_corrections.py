@@ -100,7 +100,7 @@ def test_generations_keep_earlier_corrections(tmp_path):
     generation = store.next_generation("k", (2,))
     assert generation == 1
     store.save(Correction("k", (2,), labels, labels * 0, labels > 0, generation=generation))
-    assert len(store.load("k")) == 2
+    assert len(store.load("k")) == 2 and store.plane_count("k") == 1
     latest = store.load("k", latest_only=True)
     assert len(latest) == 1 and latest[0].generation == 1 and not latest[0].labels.any()
 

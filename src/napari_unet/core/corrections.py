@@ -268,6 +268,10 @@ class CorrectionStore:
         """Keys of saved images with this content (whatever their name)."""
         return [k for k in self.keys() if k.endswith(f"-{fingerprint}")]
 
+    def plane_count(self, key: str) -> int:
+        """Number of distinct planes of one image with a saved correction (from file names only)."""
+        return len({p.name.rsplit("-g", 1)[0] for p in (self.folder / key).glob("plane-*-g*.npz")})
+
     def next_generation(self, key: str, plane: tuple[int, ...]) -> int:
         """A generation number for a new correction of ``plane`` that overwrites no saved one."""
         generations = [c.generation for c in self.load(key) if c.plane == plane]

@@ -178,7 +178,7 @@ class CorrectionRecorder:
         if not self.key:
             return 0
         fingerprint = self.key.rsplit("-", 1)[-1]
-        return sum(len(self.store.load(k, latest_only=True)) for k in self.store.find(fingerprint))
+        return sum(self.store.plane_count(k) for k in self.store.find(fingerprint))
 
     def restore(self, viewer: napari.Viewer) -> int:
         """Put the saved corrections of the current image back on its result layer.

@@ -336,6 +336,5 @@ class SegmentWidget(Container):
     # -- fine-tune results ----------------------------------------------------------------
     def _on_version_saved(self, version: ModelVersion) -> None:
         self.select_model(version.path)
-        self.corrections.refresh()
         if self._image.value is not None:
             self.segment(ask=False)
