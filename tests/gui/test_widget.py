@@ -200,3 +200,14 @@ def test_bad_axes_are_refused(viewer_and_widget, nuclei_image):
     widget._axes.value = "ZYX"
     assert widget.segment() is None
     assert "axes" in widget._status.value
+
+
+def test_rgb_image_gives_a_2d_labels_layer(qtbot, viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.stack([nuclei_image] * 3, axis=-1), name="rgb", rgb=True, scale=(2, 2))
+    assert widget._axes.value == "YXC" and not widget._scope.enabled
+    widget.segment()
+    wait_segmented(qtbot, widget)
+    labels = viewer.layers["rgb labels"]
+    assert labels.data.shape == nuclei_image.shape and labels.data.max() > 0
+    assert tuple(labels.scale) == (2, 2)
