@@ -60,11 +60,11 @@ def main() -> None:
     os.environ["NAPARI_UNET_CORRECTIONS_DIR"] = str(scratch / "corrections")
     warnings.filterwarnings("ignore")  # napari's PyQt5 deprecation toast would cover the canvas
 
-    import napari  # noqa: TID251 (a GUI script)
+    import napari
     import torch
-    from napari._qt.dialogs.qt_notification import NapariQtNotification  # noqa: TID251
-    from qtpy.QtCore import Qt  # noqa: TID251
-    from qtpy.QtWidgets import QApplication  # noqa: TID251
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
 
     from napari_unet.core.weights import resolve_model
 

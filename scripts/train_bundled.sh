@@ -10,15 +10,18 @@ models=("$@")
 for model in "${models[@]}"; do
   case "$model" in
     nuclei)
+      # stage 1 (commit 57b8793: scale jitter 1.5, no bright-object augmentation), then stage 2
       napari-unet train --images "$DATA/nuclei-dsb2018/train/images" --labels "$DATA/nuclei-dsb2018/train/labels" \
-        -o "$OUT/nuclei.pt" --name nuclei --steps 4000 --diameter 20 --log-every 100 ;;
+        -o "$OUT/nuclei-stage1.pt" --name nuclei --steps 4000 --diameter 20 --scale-jitter 1.5 --log-every 100
+      napari-unet train --images "$DATA/nuclei-dsb2018/train/images" --labels "$DATA/nuclei-dsb2018/train/labels" \
+        -o "$OUT/nuclei.pt" --from "$OUT/nuclei-stage1.pt" --train-norm --steps 1500 --lr 1e-3 --log-every 100 ;;
     phase-cells)
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
         -o "$OUT/phase-cells.pt" --name phase-cells --steps 2500 --diameter 32 --min-size 30 --log-every 100 ;;
     em-membranes)
       napari-unet train --images "$DATA/em-isbi2012/train/images" --labels "$DATA/em-isbi2012/train/labels" \
-        --pattern 'slice[01]*.tif' -o "$OUT/em-membranes.pt" --name em-membranes --steps 2000 \
-        --no-rescale --diameter 28 --fill-background --log-every 100 ;;
+        --pattern 'slice[01]*.tif' -o "$OUT/em-membranes.pt" --name em-membranes --steps 1500 \
+        --no-rescale --diameter 28 --scale-jitter 1.3 --fill-background --log-every 100 ;;
     *) echo "unknown model $model" >&2; exit 2 ;;
   esac
 done

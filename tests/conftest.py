@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,17 @@ DATA = Path(os.environ.get("NAPARI_UNET_DATA", REPO.parent / "shared" / "data"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def data_folder(name: str) -> Path:
-    """A split of the shared real data, e.g. ``nuclei-dsb2018/val``; fails loudly if absent."""
+def _data_folder(name: str) -> Path:
     folder = DATA / name
     if not (folder / "images").is_dir():
         pytest.fail(f"real data not found at {folder} (set NAPARI_UNET_DATA)")
     return folder
+
+
+@pytest.fixture(scope="session")
+def data_folder() -> Callable[[str], Path]:
+    """Find a split of the shared real data, e.g. ``nuclei-dsb2018/val``; fails loudly if absent."""
+    return _data_folder
 
 
 @pytest.fixture(autouse=True)
@@ -33,4 +39,4 @@ def private_model_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 
 @pytest.fixture(scope="session")
 def nuclei_val() -> Path:
-    return data_folder("nuclei-dsb2018/val")
+    return _data_folder("nuclei-dsb2018/val")

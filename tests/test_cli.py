@@ -39,7 +39,9 @@ def test_segment_folder_end_to_end_with_bad_files(real_inputs: Path, tmp_path: P
     for name in ("empty.tif", "random.tif", "truncated.tif"):
         assert any(name in line for line in errors)
         assert not (out / name).exists()
-    good = [p for p in sorted(real_inputs.glob("*.tif")) if p.stat().st_size > 1000 and "truncated" not in p.name]
+    good = [
+        p for p in sorted(real_inputs.glob("*.tif")) if p.stat().st_size > 1000 and "truncated" not in p.name
+    ]
     assert len(good) == 2
     for path in good:
         labels = tifffile.imread(out / path.name)
@@ -53,7 +55,9 @@ def test_segment_folder_end_to_end_with_bad_files(real_inputs: Path, tmp_path: P
     assert not list(out.glob(".*part")), "temporary files left behind"
 
 
-def test_segment_resumes_and_overwrites(nuclei_val: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_segment_resumes_and_overwrites(
+    nuclei_val: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     image = sorted((nuclei_val / "images").glob("*.tif"))[0]
     out = tmp_path / "out"
     assert main(["segment", str(image), "-o", str(out)]) == 0
@@ -106,7 +110,12 @@ def test_evaluate_prints_design_metrics_as_json(
         (tmp_path / sub).mkdir()
         for path in sorted((nuclei_val / sub).glob("*.tif"))[:3]:
             shutil.copy(path, tmp_path / sub / path.name)
-    assert main(["evaluate", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--json"]) == 0
+    assert (
+        main(
+            ["evaluate", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--json"]
+        )
+        == 0
+    )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 3
     assert 0.5 < metrics["ap50"] <= 1.0

@@ -80,8 +80,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         crop_size=args.crop_size,
         learning_rate=args.lr or (5e-4 if args.from_model else 2e-3),
         seed=args.seed,
-        freeze_norm=bool(args.from_model),
+        freeze_norm=bool(args.from_model) and not args.train_norm,
         amp=not args.no_amp,
+        scale_jitter=args.scale_jitter,
         validate_every=args.validate_every,
     )
     provenance = {
@@ -264,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--crop-size", type=int, default=192)
     train.add_argument("--lr", type=float, help="peak learning rate (default 2e-3, 5e-4 fine-tuning)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--scale-jitter", type=float, default=2.0, help="objects shown at 1/J to J times the model's size"
+    )
     train.add_argument("--name", help="model name stored in the file (default: output file stem)")
     train.add_argument("--base-width", type=int, default=16, help="new models: channels at full resolution")
     train.add_argument("--depth", type=int, default=4, help="new models: number of poolings")
@@ -274,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fill-background", action="store_true", help="new models: objects fill the image (EM)"
     )
     train.add_argument("--min-size", type=int, default=10, help="new models: default minimum object size")
+    train.add_argument(
+        "--train-norm", action="store_true", help="with --from: keep updating batch-norm statistics"
+    )
     train.add_argument("--no-amp", action="store_true", help="train in float32 rather than mixed precision")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from tests.conftest import data_folder
 
 from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, TrainingConfig
 from napari_unet.core.io import read_labelled_folder
@@ -25,7 +24,7 @@ def fresh_bundle(seed: int = 0) -> ModelBundle:
 
 
 @pytest.fixture(scope="module")
-def nuclei_samples() -> list:
+def nuclei_samples(data_folder) -> list:  # noqa: ANN001
     folder = data_folder("nuclei-dsb2018/train")
     bundle = fresh_bundle()
     pairs = read_labelled_folder(folder / "images", folder / "labels")[:6]

@@ -42,7 +42,8 @@ def test_round_trip_keeps_weights_config_and_provenance(tmp_path: Path) -> None:
     assert loaded.provenance == {"parent": None, "steps": 0}
     assert loaded.weights_hash() == bundle.weights_hash()
     assert loaded.source == str(path)
-    assert not list(tmp_path.glob("*.tmp")), "temporary file left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"], "temporary file left behind"
+    assert path.stat().st_mode & 0o044, "model files should be readable like any other file"
 
 
 def test_truncated_file_gives_one_clear_error(tmp_path: Path) -> None:

@@ -19,17 +19,6 @@ DATA = (
 IMAGE = DATA / "05040e2e959c3f5632558fc9683fec88f0010026c555b499066346f67fdd0e13.tif"
 
 
-# napari warns on every viewer under PyQt5 (its system-theme lookup needs Qt6)
-QT5_THEME_WARNING = "ignore:System theme detection requires a Qt6 backend:UserWarning"
-
-
-def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.filterwarnings(QT5_THEME_WARNING))
-
-
 @pytest.fixture(autouse=True)
 def private_folders(tmp_path, monkeypatch):
     """Models and corrections go to the test's own folders; one torch thread (a 2-core CI)."""

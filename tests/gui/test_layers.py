@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
-from napari.layers import Image, Labels  # noqa: TID251 (GUI tests may import napari)
+from napari.layers import Image, Labels
 
 from napari_unet.gui.layers import EditTracker, labels_transform, layer_axes, read_plane
 

@@ -218,7 +218,7 @@ class TrainingConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    scale_jitter: float = 1.5
+    scale_jitter: float = 2.0
     elastic: float = 4.0
     validate_every: int = 0
     seed: int = 0

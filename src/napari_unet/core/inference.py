@@ -36,7 +36,7 @@ from napari_unet.core.targets import median_diameter
 from napari_unet.core.weights import ModelBundle, choose_device
 
 _ESTIMATE_CROP = 512
-_SCALE_LIMITS = (0.05, 8.0)
+_SCALE_LIMITS = (0.1, 4.0)  # beyond these, a mis-estimate costs more than it can gain
 
 
 @dataclass
@@ -220,13 +220,14 @@ class Segmenter:
     def estimate_diameter(self, normalised: NDArray[np.float32]) -> float | None:
         """Median object diameter (pixels) in a normalised (C, Y, X) plane.
 
-        Segments a central crop at the model's scale, re-measuring once at the
-        scale the first estimate implies (a model sees objects far from its
-        own size poorly, so one pass can be off).  ``None`` if nothing is found.
+        Segments a central crop at the model's scale, then re-measures at the
+        scale each estimate implies, up to three passes: a model sees objects
+        far from its own size poorly, so one pass can be off.  ``None`` if
+        nothing is found.
         """
         diameter: float | None = None
         scale = 1.0
-        for _ in range(2):
+        for _ in range(3):
             crop_edge = int(_ESTIMATE_CROP / scale)
             _, height, width = normalised.shape
             y0 = max(0, (height - crop_edge) // 2)

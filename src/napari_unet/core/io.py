@@ -144,6 +144,9 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     handle, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     os.close(handle)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
     try:
         yield tmp
         with open(tmp, "rb+") as stream:

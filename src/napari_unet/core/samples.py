@@ -119,7 +119,7 @@ class CropSampler:
         self,
         samples: list[TrainingSample],
         crop_size: int,
-        scale_jitter: float = 1.5,
+        scale_jitter: float = 2.0,
         elastic: float = 4.0,
         seed: int = 0,
     ) -> None:
@@ -202,6 +202,10 @@ class CropSampler:
         gamma = torch.exp((rand() * 2 - 1) * math.log(1.5))
         positive = images.clamp(min=0)
         images = torch.where(images > 0, positive.clamp(max=1) ** gamma + (positive - 1).clamp(min=0), images)
-        images = images * (0.7 + 0.6 * rand()) + (rand() - 0.5) * 0.2
+        contrast = 0.7 + 0.6 * rand()
+        # a few very bright objects push the rest down, or a dim image is stretched far past 1:
+        # show the network objects much brighter than the 99.8th percentile too
+        contrast = torch.where(rand() < 0.25, 1.0 + 3.0 * rand(), contrast)
+        images = images * contrast + (rand() - 0.5) * 0.2
         noise = torch.randn(images.shape, generator=self.torch_rng) * (rand() * 0.05)
         return images + noise

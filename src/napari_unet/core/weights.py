@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +25,7 @@ from napari_unet.core.config import (
     from_dict,
     to_dict,
 )
+from napari_unet.core.io import atomic_path
 from napari_unet.core.model import UNet
 
 FORMAT = "napari-unet-model"
@@ -90,7 +90,6 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
 
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -101,16 +100,8 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
         "provenance": bundle.provenance,
         "state_dict": {k: v.detach().cpu() for k, v in bundle.network.state_dict().items()},
     }
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
