@@ -1,7 +1,12 @@
 import numpy as np
 
 from napari_unet.core.config import HEAD_NAMES, PostprocessConfig
-from napari_unet.core.postprocess import labels_from_outputs, remove_small_objects, stitch_planes
+from napari_unet.core.postprocess import (
+    PlaneNumbering,
+    labels_from_outputs,
+    remove_small_objects,
+    stitch_planes,
+)
 from napari_unet.core.targets import head_targets, median_diameter
 
 
@@ -66,3 +71,14 @@ def test_median_diameter() -> None:
     labels[20:30, 20:30] = 2
     assert median_diameter(labels) == np.sqrt(4 * 100 / np.pi)
     assert median_diameter(np.zeros((5, 5), np.int32)) is None
+
+
+def test_plane_numbering_joins_only_consecutive_planes_of_one_stack() -> None:
+    square = np.zeros((10, 10), np.int32)
+    square[2:8, 2:8] = 1
+    joined = PlaneNumbering(stitch=True)
+    ids = [int(joined.add(index, square).max()) for index in [(0, 0), (0, 1), (1, 0), (1, 2)]]
+    assert ids[0] == ids[1]  # z 0 -> 1 in t 0: the same object
+    assert len({ids[1], ids[2], ids[3]}) == 3  # a new time point, then a gap: new objects
+    apart = PlaneNumbering(stitch=False)
+    assert [int(apart.add(index, square).max()) for index in [(0,), (1,)]] == [1, 2]

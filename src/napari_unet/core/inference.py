@@ -26,10 +26,9 @@ from napari_unet.core.axes import (
     plane_indices,
     plane_order,
     plane_selector,
-    stack_axes,
 )
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
-from napari_unet.core.postprocess import labels_from_outputs, stitch_planes
+from napari_unet.core.postprocess import PlaneNumbering, labels_from_outputs
 from napari_unet.core.preprocess import match_channels, percentile_normalise, rescale, resize_to
 from napari_unet.core.progress import Progress
 from napari_unet.core.targets import median_diameter
@@ -286,7 +285,8 @@ class Segmenter:
             from the shape when omitted.
         stitch : bool
             Join objects across consecutive planes of the last stack axis
-            (3-D objects from a Z stack) instead of numbering planes apart.
+            (3-D objects from a Z stack) instead of numbering planes apart
+            (see :class:`~napari_unet.core.postprocess.PlaneNumbering`).
         keep_outputs : bool
             Keep per-plane network outputs on the result.
         planes : list of tuple, optional
@@ -315,8 +315,7 @@ class Segmenter:
             yield Progress(0, len(indices), "estimating object size")
             diameter = self.estimate_diameter(self.normalise(read_plane(indices[len(indices) // 2])))
         outputs: dict[tuple[int, ...], PlaneOutputs] = {}
-        next_id = 1
-        previous: NDArray[np.int32] | None = None
+        numbering = PlaneNumbering(stitch)
         for number, index in enumerate(indices):
             predicted = self.predict_plane(read_plane(index), diameter)
             while True:
@@ -329,15 +328,8 @@ class Segmenter:
                 yield Progress(
                     round(fraction * 1000), 1000, f"plane {number + 1}/{len(indices)}: {record.message}"
                 )
-            plane_labels = self.labels(plane_outputs)
-            if stitch and previous is not None and stack_axes(axes):
-                stitched, next_id = stitch_planes(previous, plane_labels, next_id)
-                plane_labels = stitched.astype(np.int32)
-            else:
-                plane_labels = np.where(plane_labels > 0, plane_labels + (next_id - 1), 0).astype(np.int32)
-                next_id = int(plane_labels.max()) + 1 if plane_labels.any() else next_id
+            plane_labels = numbering.add(index, self.labels(plane_outputs))
             labels[plane_selector(output_axes(axes), index)] = plane_labels
-            previous = plane_labels
             if keep_outputs:
                 outputs[index] = plane_outputs
         yield Progress(

@@ -132,3 +132,42 @@ def stitch_planes(
             mapping[c] = next_id
             next_id += 1
     return mapping[current], next_id
+
+
+class PlaneNumbering:
+    """Number objects plane by plane so that ids are unique across a stack.
+
+    With ``stitch``, an object overlapping an object of the previous plane
+    (the plane before along the last stack axis, same outer position) takes its
+    id, so a Z stack gives 3-D objects.
+
+    Parameters
+    ----------
+    stitch : bool
+        Join objects across consecutive planes.
+
+    """
+
+    def __init__(self, stitch: bool = False) -> None:
+        self.stitch = stitch
+        self.next_id = 1
+        self._previous: tuple[tuple[int, ...], NDArray[np.int32]] | None = None
+
+    def add(self, index: tuple[int, ...], labels: NDArray[np.integer]) -> NDArray[np.int32]:
+        """Renumber one plane's labels (1..N) given its stack position ``index``."""
+        previous = self._previous
+        follows = (
+            previous is not None
+            and len(index) > 0
+            and previous[0][:-1] == index[:-1]
+            and previous[0][-1] + 1 == index[-1]
+        )
+        if self.stitch and follows and previous is not None:
+            stitched, self.next_id = stitch_planes(previous[1], labels, self.next_id)
+            numbered = stitched.astype(np.int32)
+        else:
+            numbered = np.where(labels > 0, labels + (self.next_id - 1), 0).astype(np.int32)
+            if numbered.any():
+                self.next_id = int(numbered.max()) + 1
+        self._previous = (index, numbered)
+        return numbered

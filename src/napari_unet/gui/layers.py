@@ -19,7 +19,7 @@ from napari_unet.core.axes import (
     stack_axes,
 )
 from napari_unet.core.inference import PlaneOutputs, Segmenter
-from napari_unet.core.postprocess import stitch_planes
+from napari_unet.core.postprocess import PlaneNumbering
 
 Plane = tuple[int, ...]
 _STACK_NAMES = "ZTUVW"
@@ -111,17 +111,9 @@ def relabel(
     :meth:`~napari_unet.core.inference.Segmenter.segment` numbers them.
     """
     result: dict[Plane, NDArray[np.int32]] = {}
-    next_id = 1
-    previous: NDArray[np.int32] | None = None
+    numbering = PlaneNumbering(stitch)
     for plane in sorted(outputs):
-        labels = segmenter.labels(outputs[plane], postprocess)
-        if stitch and previous is not None and plane:
-            stitched, next_id = stitch_planes(previous, labels, next_id)
-            labels = stitched.astype(np.int32)
-        else:
-            labels = np.where(labels > 0, labels + (next_id - 1), 0).astype(np.int32)
-            next_id = int(labels.max()) + 1 if labels.any() else next_id
-        result[plane] = previous = labels
+        result[plane] = numbering.add(plane, segmenter.labels(outputs[plane], postprocess))
     return result
 
 
