@@ -17,7 +17,8 @@ for model in "${models[@]}"; do
         -o "$OUT/nuclei.pt" --from "$OUT/nuclei-stage1.pt" --train-norm --steps 1500 --lr 1e-3 --log-every 100 ;;
     phase-cells)
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
-        -o "$OUT/phase-cells.pt" --name phase-cells --steps 2500 --diameter 32 --min-size 30 --log-every 100 ;;
+        -o "$OUT/phase-cells.pt" --name phase-cells --steps 2000 --diameter 40 --crop-size 224 --min-size 30 \
+        --log-every 100 ;;
     em-membranes)
       napari-unet train --images "$DATA/em-isbi2012/train/images" --labels "$DATA/em-isbi2012/train/labels" \
         --pattern 'slice[01]*.tif' -o "$OUT/em-membranes.pt" --name em-membranes --steps 1500 \

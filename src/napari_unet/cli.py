@@ -195,7 +195,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         inference = InferenceConfig(device=args.device, diameter=args.diameter, amp=args.amp)
         metrics = evaluate_bundle(bundle, pairs, inference=inference)
     if args.json:
-        print(json.dumps({"model": name, "images": str(args.images), **metrics}))
+        print(json.dumps({"model": name, "image_folder": str(args.images), **metrics}))
     else:
         print(f"model: {name}   images: {args.images} ({len(pairs)})")
         for key in ("ap50", "ap75", "ap50_95", "foreground_iou", "adapted_rand_error"):

@@ -219,13 +219,26 @@ class Segmenter:
     def estimate_diameter(self, normalised: NDArray[np.float32]) -> float | None:
         """Median object diameter (pixels) in a normalised (C, Y, X) plane.
 
-        Segments a central crop at the model's scale, then re-measures at the
-        scale each estimate implies, up to three passes: a model sees objects
-        far from its own size poorly, so one pass can be off.  ``None`` if
-        nothing is found.
+        A model sees objects far from its own size poorly: much larger ones it
+        cuts into pieces of about its own size.  So the estimate is refined
+        from two starting scales, the model's own and a 4x smaller view (where
+        large objects look normal), each re-measured at the scale its estimate
+        implies.  Of the estimates whose final pass saw objects near the
+        model's size, the largest wins (cut-up objects only ever look
+        smaller).  ``None`` if nothing is found.
         """
-        diameter: float | None = None
-        scale = 1.0
+        target = self.bundle.preprocess.object_diameter
+        estimates = [e for e in (self._refine_diameter(normalised, s) for s in (1.0, 0.25)) if e]
+        if not estimates:
+            return None
+        near = [d for d, seen in estimates if abs(math.log(seen / target)) < math.log(1.6)]
+        if near:
+            return max(near)
+        return min(estimates, key=lambda e: abs(math.log(e[1] / target)))[0]
+
+    def _refine_diameter(self, normalised: NDArray[np.float32], scale: float) -> tuple[float, float] | None:
+        """(diameter in the plane, diameter as the last pass saw it), from a start ``scale``."""
+        result: tuple[float, float] | None = None
         for _ in range(3):
             crop_edge = int(_ESTIMATE_CROP / scale)
             _, height, width = normalised.shape
@@ -233,17 +246,15 @@ class Segmenter:
             x0 = max(0, (width - crop_edge) // 2)
             crop = normalised[:, y0 : y0 + crop_edge, x0 : x0 + crop_edge]
             probabilities = _run(self.predict_normalised(rescale(crop, scale)))
-            labels = labels_from_outputs(probabilities, self.heads, self.postprocess)
-            measured = median_diameter(labels)
-            if measured is None:
-                return diameter
-            new_diameter = measured / scale
-            new_scale = self.scale_for(new_diameter)
-            diameter = new_diameter
+            seen = median_diameter(labels_from_outputs(probabilities, self.heads, self.postprocess))
+            if seen is None:
+                return result
+            result = (seen / scale, seen)
+            new_scale = self.scale_for(seen / scale)
             if abs(math.log(new_scale / scale)) < math.log(1.15):
                 break
             scale = new_scale
-        return diameter
+        return result
 
     def predict_plane(
         self, plane: NDArray[Any], diameter: float | None
