@@ -119,6 +119,11 @@ def segment_files(
             outcome = FileResult(
                 path, target, "failed", error=message.splitlines()[0] if message else str(path)
             )
+        except Exception as error:  # one bad file must never stop the batch
+            message = f"{path}: unexpected {type(error).__name__}: {error}"
+            outcome = FileResult(
+                path, target, "failed", error=message.splitlines()[0] if message else str(path)
+            )
         yield Progress(number + 1, total, f"{path.name}: {outcome.status}", result=outcome)
 
 

@@ -60,7 +60,7 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
     path = Path(path)
     try:
         data = tifffile.imread(path)
-    except (OSError, ValueError, tifffile.TiffFileError, KeyError, IndexError, EOFError) as error:
+    except Exception as error:  # any decoder error (zlib, lzw, ...) means an unreadable file
         raise InputError(f"{path}: cannot read as TIFF ({_reason(error)})") from None
     check_pixels(data, str(path))
     return np.asarray(data)
@@ -94,7 +94,7 @@ def read_image_with_axes(path: str | os.PathLike[str]) -> tuple[NDArray[Any], st
             axes = series.axes
     except InputError:
         raise
-    except (OSError, ValueError, tifffile.TiffFileError, KeyError, IndexError, EOFError) as error:
+    except Exception as error:  # any decoder error (zlib, lzw, ...) means an unreadable file
         raise InputError(f"{path}: cannot read as TIFF ({_reason(error)})") from None
     check_pixels(data, str(path))
     return np.asarray(data), axes
