@@ -223,18 +223,16 @@ class Segmenter:
         cuts into pieces of about its own size.  So the estimate is refined
         from two starting scales, the model's own and a 4x smaller view (where
         large objects look normal), each re-measured at the scale its estimate
-        implies.  Of the estimates whose final pass saw objects near the
-        model's size, the largest wins (cut-up objects only ever look
-        smaller).  ``None`` if nothing is found.
+        implies.  The largest estimate wins, preferring those whose final
+        pass saw objects near the model's size: cut-up objects only ever look
+        smaller.  ``None`` if nothing is found.
         """
         target = self.bundle.preprocess.object_diameter
         estimates = [e for e in (self._refine_diameter(normalised, s) for s in (1.0, 0.25)) if e]
         if not estimates:
             return None
         near = [d for d, seen in estimates if abs(math.log(seen / target)) < math.log(1.6)]
-        if near:
-            return max(near)
-        return min(estimates, key=lambda e: abs(math.log(e[1] / target)))[0]
+        return max(near or [d for d, _ in estimates])
 
     def _refine_diameter(self, normalised: NDArray[np.float32], scale: float) -> tuple[float, float] | None:
         """(diameter in the plane, diameter as the last pass saw it), from a start ``scale``."""
