@@ -16,6 +16,7 @@ from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.inference import Segmentation, Segmenter
 from napari_unet.core.metrics import summarise
 from napari_unet.core.postprocess import remove_small_objects
+from napari_unet.core.progress import final_result
 from napari_unet.core.weights import ModelBundle
 
 LabelledImage = tuple[str, NDArray[Any], NDArray[Any]]
@@ -32,9 +33,7 @@ def predict_set(
     predictions = []
     for _, image, _ in pairs:
         axes = "CYX" if image.ndim == 3 else "YX"
-        result = None
-        for record in segmenter.segment(image, axes=axes):
-            result = record.result or result
+        result = final_result(segmenter.segment(image, axes=axes))
         assert isinstance(result, Segmentation)
         predictions.append(result.labels)
     return predictions

@@ -30,7 +30,7 @@ from napari_unet.core.axes import (
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.postprocess import PlaneNumbering, labels_from_outputs
 from napari_unet.core.preprocess import match_channels, percentile_normalise, rescale, resize_to
-from napari_unet.core.progress import Progress
+from napari_unet.core.progress import Progress, final_result
 from napari_unet.core.targets import median_diameter
 from napari_unet.core.weights import ModelBundle, choose_device
 
@@ -367,9 +367,6 @@ def segment_array(
     stitch: bool = False,
 ) -> Segmentation:
     """Segment ``image`` in one call (no progress); see :meth:`Segmenter.segment`."""
-    segmenter = Segmenter(bundle, inference, postprocess)
-    result = None
-    for record in segmenter.segment(image, axes=axes, stitch=stitch):
-        result = record.result or result
+    result = final_result(Segmenter(bundle, inference, postprocess).segment(image, axes=axes, stitch=stitch))
     assert isinstance(result, Segmentation)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,3 +36,11 @@ class Progress:
     def fraction(self) -> float:
         """Share of the job done, in ``[0, 1]``."""
         return self.step / self.total if self.total else 1.0
+
+
+def final_result(records: Iterable[Progress]) -> Any:
+    """Run a long job to its end (no progress shown) and return its final record's result."""
+    result = None
+    for record in records:
+        result = record.result if record.result is not None else result
+    return result
