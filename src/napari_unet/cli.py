@@ -36,6 +36,7 @@ def _set_threads(threads: int | None) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, TrainingConfig
     from napari_unet.core.io import read_labelled_folder
+    from napari_unet.core.lineage import image_record
     from napari_unet.core.model import UNet
     from napari_unet.core.samples import prepare_sample
     from napari_unet.core.training import train
@@ -87,6 +88,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     provenance = {
         "data": {"images": str(args.images), "labels": str(args.labels), "pattern": args.pattern},
+        "images": [image_record(name, image) for name, image, _ in pairs],
         "command": "napari-unet " + " ".join(sys.argv[1:]),
     }
     result = None
@@ -121,7 +123,7 @@ def _load(model: str):  # noqa: ANN202 - returns a ModelBundle (imported lazily)
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from napari_unet.core.batch import segment_files
+    from napari_unet.core.batch import BatchSettings, segment_files
     from napari_unet.core.config import InferenceConfig
     from napari_unet.core.inference import Segmenter
     from napari_unet.core.io import find_inputs
@@ -141,16 +143,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     segmenter = Segmenter(_load(args.model), inference)
     print(f"model {segmenter.bundle.name} on {segmenter.device}; {len(inputs)} input(s)", file=sys.stderr)
     failed = 0
-    for record in segment_files(
-        inputs,
-        Path(args.output),
-        segmenter,
-        axes=args.axes,
-        overwrite=args.overwrite,
-        overlay=args.overlay,
-        stitch=args.stitch,
-    ):
-        _progress_bar((record.step + 0.0) / max(record.total, 1), record.message)
+    settings = BatchSettings(axes=args.axes, stitch=args.stitch, overwrite=args.overwrite, overlay=args.overlay)
+    for record in segment_files(inputs, Path(args.output), segmenter, settings):
+        _progress_bar((record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message)
         outcome = record.result
         if outcome is None:
             continue

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from napari_unet import __version__
 from napari_unet.core.config import TrainingConfig, to_dict
+from napari_unet.core.lineage import ancestry
 from napari_unet.core.progress import Progress
 from napari_unet.core.samples import CropSampler, TrainingSample
 from napari_unet.core.weights import ModelBundle, choose_device
@@ -187,11 +188,14 @@ def train(
             yield Progress(step + 1, config.steps, f"step {step + 1}/{config.steps}", metrics)
 
     result = snapshot()
+    # the parent's own provenance is summarised in "ancestors", not copied: its data and
+    # command describe the parent, not this model
     result.provenance = {
-        **bundle.provenance,
         **(provenance or {}),
         "parent": bundle.name,
         "parent_hash": bundle.weights_hash(),
+        "ancestors": ancestry(bundle),
+        "steps": config.steps,
         "training": to_dict(config),
         "samples": [s.name for s in samples],
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

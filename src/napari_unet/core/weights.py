@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -98,6 +98,7 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
         "preprocess": to_dict(bundle.preprocess),
         "postprocess": to_dict(bundle.postprocess),
         "provenance": bundle.provenance,
+        "weights_hash": bundle.weights_hash(),
         "state_dict": {k: v.detach().cpu() for k, v in bundle.network.state_dict().items()},
     }
     with atomic_path(path) as tmp:
@@ -105,29 +106,91 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def load_plain_data(source: str | os.PathLike[str] | IO[bytes], name: str | os.PathLike[str]) -> Any:
+    """Unpickle a ``torch.save`` file that may hold only tensors and plain data.
+
+    ``torch.load(..., weights_only=True)`` refuses every object other than
+    tensors, numbers, strings, lists, tuples and dicts *before* creating it, so
+    a file crafted to run code (a pickle whose ``__reduce__`` calls
+    ``os.system``) is rejected and nothing in it runs.
+
+    Parameters
+    ----------
+    source : path or binary file
+    name : str or path
+        Names the file in errors.
+
+    Raises
+    ------
+    ModelFileError
+        If the file holds other objects, or is truncated or corrupt.
+
+    """
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        raise ModelFileError(
+            f"{name}: refused to load: the file holds objects other than plain data ({first_line})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelFileError(f"{name}: not a readable model file (truncated or corrupt: {reason})") from None
+
+
+def is_bioimageio_package(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a zip file holding a bioimage.io description (``rdf.yaml``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool({"rdf.yaml", "bioimageio.yaml"} & set(archive.namelist()))
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_model(path: str | os.PathLike[str]) -> ModelBundle:
-    """Load a model file without executing any code stored in it.
+    """Load a model file or bioimage.io package without executing any code stored in it.
+
+    Parameters
+    ----------
+    path : str or path
+        A napari-unet model file (``.pt``) or a bioimage.io model package
+        (``.zip``, see :func:`napari_unet.core.bioimageio.load_package`).
 
     Raises
     ------
     ModelFileError
         If the file is missing, truncated or corrupt, holds code or objects
-        other than plain data, has an unknown format version, or its weights
-        do not fit its architecture.
+        other than plain data, has an unknown format version, its weights
+        do not fit its architecture or differ from their recorded hash.
 
     """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
-        raise ModelFileError(
-            f"{path}: refused to load: the file holds objects other than plain data ({first_line})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ModelFileError(f"{path}: not a readable model file (truncated or corrupt: {error})") from None
+    if is_bioimageio_package(path):
+        from napari_unet.core.bioimageio import load_package
+
+        return load_package(path)
+    return bundle_from_payload(load_plain_data(path, path), path)
+
+
+def bundle_from_payload(payload: Any, path: str | os.PathLike[str]) -> ModelBundle:
+    """Check a loaded model-file dictionary and build the model it describes.
+
+    Parameters
+    ----------
+    payload : Any
+        What :func:`load_plain_data` returned.
+    path : str or path
+        The file it came from (named in errors, kept as the bundle's ``source``).
+
+    Raises
+    ------
+    ModelFileError
+        See :func:`load_model`.
+
+    """
+    path = Path(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a napari-unet model file")
     version = payload.get("format_version")
@@ -142,23 +205,49 @@ def load_model(path: str | os.PathLike[str]) -> ModelBundle:
         postprocess = from_dict(PostprocessConfig, dict(payload["postprocess"]))
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: invalid configuration in model file: {error}") from None
-    network = UNet(model_config)
+    provenance = payload.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise ModelFileError(f"{path}: invalid provenance in model file (not a dictionary)")
+    bundle = ModelBundle(
+        network=network_from_state_dict(model_config, payload.get("state_dict"), path),
+        preprocess=preprocess,
+        postprocess=postprocess,
+        name=str(payload.get("name", path.stem)),
+        provenance=dict(provenance),
+        source=str(path),
+    )
+    recorded = payload.get("weights_hash")
+    if recorded is not None and recorded != bundle.weights_hash():
+        raise ModelFileError(
+            f"{path}: the weights differ from their recorded hash {recorded} "
+            f"(the file was altered or is corrupt)"
+        )
+    return bundle
+
+
+def network_from_state_dict(config: ModelConfig, state_dict: Any, path: str | os.PathLike[str]) -> UNet:
+    """A :class:`UNet` of ``config`` holding ``state_dict``, in evaluation mode.
+
+    Raises
+    ------
+    ModelFileError
+        If ``state_dict`` is not a dictionary of tensors whose names and
+        shapes are exactly those of the architecture.
+
+    """
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+    ):
+        raise ModelFileError(f"{path}: the weights are not a dictionary of named tensors")
+    network = UNet(config)
     try:
-        network.load_state_dict(payload["state_dict"], strict=True)
-    except (KeyError, RuntimeError) as error:
+        network.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
         reason = str(error).strip().splitlines()[0]
         raise ModelFileError(
             f"{path}: weights do not match the architecture in the file ({reason})"
         ) from None
-    network.eval()
-    return ModelBundle(
-        network=network,
-        preprocess=preprocess,
-        postprocess=postprocess,
-        name=str(payload.get("name", path.stem)),
-        provenance=dict(payload.get("provenance", {})),
-        source=str(path),
-    )
+    return network.eval()
 
 
 def bundled_model_path(name: str) -> Path:
@@ -247,9 +336,13 @@ __all__ = [
     "DEFAULT_MODEL",
     "ModelBundle",
     "ModelFileError",
+    "bundle_from_payload",
     "bundled_model_path",
     "choose_device",
+    "is_bioimageio_package",
     "load_model",
+    "load_plain_data",
+    "network_from_state_dict",
     "resolve_model",
     "save_model",
     "user_model_dir",

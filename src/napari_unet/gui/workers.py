@@ -26,6 +26,7 @@ from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari_unet.core.config import InferenceConfig, PostprocessConfig, TrainingConfig, to_dict
 from napari_unet.core.corrections import Correction, CorrectionSet, training_samples
 from napari_unet.core.inference import Segmentation, Segmenter
+from napari_unet.core.lineage import ancestry, image_record
 from napari_unet.core.progress import Progress
 from napari_unet.core.store import ModelVersion, save_version
 from napari_unet.core.training import train
@@ -147,6 +148,7 @@ class FineTuneJob:
         self.latest: ModelBundle | None = None
         self.steps_done = 0
         self._samples: list[str] = []
+        self._images: list[dict[str, str]] = []
 
     def _checkpoint(self, current: ModelBundle) -> dict[str, float]:
         # train() calls this with a snapshot of the weights every validate_every steps
@@ -159,14 +161,15 @@ class FineTuneJob:
             return None
         result = self.latest
         result.provenance = {
-            **self.parent.provenance,
             "parent": self.parent.name,
             "parent_source": self.parent.source,
             "parent_hash": self.parent.weights_hash(),
+            "ancestors": ancestry(self.parent),
             "training": to_dict(self.config),
             "steps": self.steps_done,
             "stopped_early": True,
             "samples": self._samples,
+            "images": self._images,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         return result
@@ -189,6 +192,9 @@ class FineTuneJob:
                     raise ValueError("no corrections to train on: correct some labels first")
                 continue
             self._samples = sorted({c.name for c in corrections})
+            self._images = [
+                image_record(c.name, c.image) for c in corrections if c.fully_reviewed or c.edited.any()
+            ]
             config = replace(self.config, seed=self.config.seed + round_number)
             result: ModelBundle | None = None
             for record in train(
@@ -197,7 +203,11 @@ class FineTuneJob:
                 config,
                 device=self.device,
                 validate=self._checkpoint,
-                provenance={"parent_source": self.parent.source, "rounds": round_number + 1},
+                provenance={
+                    "parent_source": self.parent.source,
+                    "rounds": round_number + 1,
+                    "images": self._images,
+                },
             ):
                 self.steps_done += 1
                 if record.result is not None:
@@ -208,6 +218,8 @@ class FineTuneJob:
             # every round continues the same lineage: the saved version's parent is the starting model
             result.provenance["parent"] = self.parent.name
             result.provenance["parent_hash"] = self.parent.weights_hash()
+            result.provenance["ancestors"] = ancestry(self.parent)
+            result.provenance["steps"] = self.steps_done
             self.latest = bundle = result
             round_number += 1
             if not self.continuous:
