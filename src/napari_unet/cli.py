@@ -143,7 +143,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     segmenter = Segmenter(_load(args.model), inference)
     print(f"model {segmenter.bundle.name} on {segmenter.device}; {len(inputs)} input(s)", file=sys.stderr)
     failed = 0
-    settings = BatchSettings(axes=args.axes, stitch=args.stitch, overwrite=args.overwrite, overlay=args.overlay)
+    settings = BatchSettings(
+        axes=args.axes, stitch=args.stitch, overwrite=args.overwrite, overlay=args.overlay
+    )
     for record in segment_files(inputs, Path(args.output), segmenter, settings):
         _progress_bar((record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message)
         outcome = record.result
