@@ -1,8 +1,12 @@
 import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
 
 from napari_unet.core.config import HEAD_NAMES, PostprocessConfig
 from napari_unet.core.postprocess import (
     PlaneNumbering,
+    flood_regions,
     labels_from_outputs,
     remove_small_objects,
     stitch_planes,
@@ -82,3 +86,28 @@ def test_plane_numbering_joins_only_consecutive_planes_of_one_stack() -> None:
     assert len({ids[1], ids[2], ids[3]}) == 3  # a new time point, then a gap: new objects
     apart = PlaneNumbering(stitch=False)
     assert [int(apart.add(index, square).max()) for index in [(0,), (1,)]] == [1, 2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flooding_region_by_region_equals_one_whole_image_watershed(seed: int) -> None:
+    """Blobby foreground, several seeds per blob, some blobs without seeds; no ties in elevation."""
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.random((160, 200)), 6)
+    mask = field > np.quantile(field, 0.45)
+    elevation = -ndi.gaussian_filter(rng.random((160, 200)), 3) + rng.random((160, 200)) * 1e-9
+    seeds = mask & (elevation < np.quantile(elevation, 0.03))
+    markers, _ = ndi.label(seeds, structure=ndi.generate_binary_structure(2, 1))
+    four = ndi.generate_binary_structure(2, 1)
+    expected = watershed(elevation, markers, mask=mask)
+    unseeded, count = ndi.label(mask & (expected == 0), structure=four)
+    expected[unseeded > 0] = unseeded[unseeded > 0] + markers.max()
+    per_region = np.bincount(ndi.label(mask, structure=four)[0][markers > 0])
+    assert count > 0 and (per_region[1:] > 1).any()  # both shortcuts and real watersheds ran
+    np.testing.assert_array_equal(flood_regions(elevation, markers, mask), expected)
+
+
+def test_removing_small_objects_keeps_the_order_of_ids() -> None:
+    labels = np.array([[5, 5, 0, 2], [9, 9, 9, 0]], np.int32)
+    np.testing.assert_array_equal(remove_small_objects(labels, 2), [[1, 1, 0, 0], [2, 2, 2, 0]])
+    np.testing.assert_array_equal(remove_small_objects(labels, 0), [[2, 2, 0, 1], [3, 3, 3, 0]])
+    assert not remove_small_objects(np.zeros((3, 3), np.int32), 5).any()

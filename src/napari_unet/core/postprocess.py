@@ -4,6 +4,12 @@ Seeds are the confident object centres (high normalised distance, low
 boundary probability); a seeded watershed on the distance map grows them out
 to the foreground mask.  Foreground regions that hold no seed become objects
 of their own, so no detected object is dropped.
+
+Within the foreground mask each connected region floods on its own, so only
+regions holding two or more seeds need a watershed, each on its own bounding
+box; a region with one seed is that seed's object.  On a 4096 x 4096 mosaic of
+nuclei this gives the same labels as one whole-image watershed, several times
+faster (``benchmarks/segment_speed.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
 from napari_unet.core.config import PostprocessConfig
 
@@ -62,26 +68,71 @@ def labels_from_outputs(
     if boundary is not None and distance is not None:
         seeds &= boundary < 0.5
     markers, _ = ndi.label(seeds, structure=_FOUR_CONNECTED)
-    mask = None if config.fill_background else foreground
-    labels = watershed(elevation, markers, mask=mask).astype(np.int32)
-    unseeded, count = ndi.label(foreground & (labels == 0), structure=_FOUR_CONNECTED)
-    if count:
-        labels[unseeded > 0] = unseeded[unseeded > 0] + labels.max()
+    if config.fill_background:
+        labels = watershed(elevation, markers).astype(np.int32)
+    else:
+        labels = flood_regions(elevation, markers, foreground)
     size_limit = config.min_size if min_size is None else min_size
     return remove_small_objects(labels, size_limit)
+
+
+def flood_regions(
+    elevation: NDArray[np.floating], markers: NDArray[np.integer], mask: NDArray[np.bool_]
+) -> NDArray[np.int32]:
+    """Seeded watershed inside ``mask``; mask regions without a marker numbered after the markers.
+
+    Gives exactly the labels of ``watershed(elevation, markers, mask=mask)``
+    followed by numbering the unflooded regions of ``mask`` (4-connected) from
+    ``markers.max() + 1`` in raster order, but runs the watershed only on the
+    bounding boxes of regions that hold two or more markers.
+
+    Parameters
+    ----------
+    elevation : ndarray of float, shape (Y, X)
+        Flooded from low to high.
+    markers : ndarray of int, shape (Y, X)
+        Seeds numbered 1..M (0 = none), each inside ``mask`` and 4-connected.
+    mask : ndarray of bool, shape (Y, X)
+
+    Returns
+    -------
+    ndarray of int32, shape (Y, X)
+
+    """
+    regions, count = ndi.label(mask, structure=_FOUR_CONNECTED)
+    marker_count = int(markers.max())
+    seeded = markers > 0
+    region_of_marker = np.zeros(marker_count + 1, np.int64)
+    region_of_marker[markers[seeded]] = regions[seeded]
+    markers_per_region = np.bincount(region_of_marker[1:], minlength=count + 1)
+    # one label per region: its only marker, or a new number after the markers if it has none
+    region_label = np.zeros(count + 1, np.int32)
+    single = markers_per_region[region_of_marker[1:]] == 1
+    region_label[region_of_marker[1:][single]] = np.arange(1, marker_count + 1, dtype=np.int32)[single]
+    region_label[0] = 0
+    unseeded = np.flatnonzero(markers_per_region[1:] == 0) + 1
+    region_label[unseeded] = marker_count + 1 + np.arange(unseeded.size, dtype=np.int32)
+    labels = region_label[regions]
+    boxes = ndi.find_objects(regions)
+    for region in np.flatnonzero(markers_per_region[1:] > 1) + 1:
+        box = boxes[region - 1]
+        inside = regions[box] == region
+        flooded = watershed(elevation[box], np.where(inside, markers[box], 0), mask=inside)
+        labels[box][inside] = flooded[inside]
+    return labels
 
 
 def remove_small_objects(labels: NDArray[np.integer], min_size: float) -> NDArray[np.int32]:
     """Remove objects smaller than ``min_size`` pixels and renumber 1..N."""
     labels = labels.astype(np.int32, copy=False)
-    if min_size > 0:
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        if small.any():
-            labels = np.where(small[labels], 0, labels).astype(np.int32)
-    relabelled, _, _ = relabel_sequential(labels)
-    return relabelled.astype(np.int32, copy=False)
+    if not labels.size or labels.max() <= 0:
+        return np.zeros(labels.shape, np.int32)
+    sizes = np.bincount(labels.ravel())
+    kept = sizes >= min_size if min_size > 0 else sizes > 0
+    kept[0] = False
+    # one lookup renumbers the kept ids 1..N in their order and drops the rest
+    new_id = np.where(kept, np.cumsum(kept), 0).astype(np.int32)
+    return new_id[labels]
 
 
 def stitch_planes(
