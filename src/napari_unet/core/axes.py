@@ -47,10 +47,12 @@ def normalise_axes(axes: str, shape: tuple[int, ...]) -> str:
     Raises
     ------
     ValueError
-        If the axes do not fit the shape, repeat a letter, lack Y or X, or have
-        more than one channel axis.
+        If the axes do not fit the shape, repeat a letter, lack Y or X, or
+        the image has no pixels (an axis of length 0).
 
     """
+    if 0 in shape:
+        raise ValueError(f"the image is empty: shape {tuple(shape)} has an axis of length 0")
     axes = "".join(_TIFFFILE_ALIASES.get(a, a) for a in axes.upper())
     if len(axes) != len(shape):
         raise ValueError(f"axes {axes!r} do not match an array with {len(shape)} dimensions {shape}")
