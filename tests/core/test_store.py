@@ -13,6 +13,7 @@ from napari_unet.core.lineage import image_record, pixels_sha256
 from napari_unet.core.model import UNet
 from napari_unet.core.samples import prepare_sample
 from napari_unet.core.store import (
+    COUNTERS_NAME,
     LOCK_NAME,
     StoreError,
     current_version,
@@ -53,7 +54,11 @@ def tiny_bundle(name: str = "nuclei", source: str = "", seed: int = 0) -> ModelB
 
 
 def stray_files(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME]
+    return [
+        p.name
+        for p in folder.iterdir()
+        if p.name.startswith(".") and p.name not in (LOCK_NAME, COUNTERS_NAME)
+    ]
 
 
 def test_family_of():
@@ -183,6 +188,7 @@ def test_rename_and_delete(model_dir):
     assert delete_model("nuclei-v2") == v2.path and not v2.path.exists()
     with pytest.raises(StoreError, match="no such model"):
         delete_model("nuclei-v2")
+    assert save_version(tiny_bundle()).name == "nuclei-v3", "a deleted version's name is not reused"
     assert not stray_files(model_dir)
 
 

@@ -1,3 +1,4 @@
+import os
 import pickle
 from pathlib import Path
 
@@ -86,6 +87,56 @@ def test_malicious_pickle_never_runs(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="refused to load"):
         load_model(path)
     assert not marker.exists()
+
+
+class _Shell:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+        return (os.system, (self.command,))
+
+
+def test_model_file_that_would_call_os_system_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "nuclei.pt"
+    payload = {"format": "napari-unet-model", "format_version": 1, "state_dict": _Shell(f"touch {marker}")}
+    torch.save(payload, path, pickle_module=pickle)
+    with pytest.raises(
+        ModelFileError, match=r"nuclei\.pt: refused to load: the file holds objects other than"
+    ):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_altered_weights_are_detected_by_their_recorded_hash(tmp_path: Path) -> None:
+    path = save_model(small_bundle(), tmp_path / "tiny.pt")
+    payload = torch.load(path, weights_only=True)
+    assert payload["weights_hash"] == small_bundle().weights_hash()
+    payload["state_dict"]["head.bias"] += 1.0
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="differ from their recorded hash"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"state_dict": [1, 2, 3]}, "not a dictionary of named tensors"),
+        ({"state_dict": {"stem.0.weight": "text"}}, "not a dictionary of named tensors"),
+        ({"model": {"base_width": -1}}, "invalid configuration"),
+        ({"model": {"heads": ["colour"]}}, "invalid configuration"),
+        ({"provenance": [1]}, "invalid provenance"),
+    ],
+)
+def test_malformed_contents_give_one_clear_error(tmp_path: Path, change: dict, message: str) -> None:
+    path = save_model(small_bundle(), tmp_path / "tiny.pt")
+    payload = torch.load(path, weights_only=True)
+    payload.update(change)
+    payload.pop("weights_hash")
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
 
 
 def test_resolve_model_finds_bundled_user_and_path(tmp_path: Path, private_model_dir: Path) -> None:

@@ -6,6 +6,9 @@ versions.  Fine-tuning never overwrites a model: each result is saved as the
 next version of its family (``nuclei`` -> ``nuclei-v1`` -> ``nuclei-v2`` ...),
 with its lineage in the provenance (see :mod:`napari_unet.core.lineage`).
 
+Version numbers only grow: deleting ``nuclei-v3`` does not make the next save
+``nuclei-v3`` again (the highest number given is kept in ``.versions.json``).
+
 The newest version of a family is its *current* one.  Rolling back to an older
 version saves a copy of it as the next version, so the store only ever grows
 by whole files and its history stays complete (the copy records which version
@@ -20,6 +23,7 @@ lock: a model file is either absent or complete.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from napari_unet.core.io import atomic_path
 from napari_unet.core.weights import (
     BUNDLED_MODELS,
     MODEL_SUFFIX,
@@ -40,6 +45,7 @@ from napari_unet.core.weights import (
 )
 
 LOCK_NAME = ".store.lock"
+COUNTERS_NAME = ".versions.json"
 LOCK_TIMEOUT_S = 60.0
 """Longest wait for another process's change to the store (a save takes well under a second)."""
 
@@ -147,10 +153,26 @@ def current_version(family: str, folder: Path | None = None) -> ModelVersion | N
     return versions[-1] if versions else None
 
 
+def _read_counters(folder: Path) -> dict[str, int]:
+    try:
+        counters = json.loads((folder / COUNTERS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(counters, dict):
+        return {}
+    return {str(k): v for k, v in counters.items() if isinstance(v, int)}
+
+
 def _next_version(family: str, folder: Path) -> tuple[str, Path]:
-    # called with the lock held: nobody else can take this number before the file exists
+    # called with the lock held: nobody else can take this number before the file exists.
+    # The highest number ever given is remembered, so a deleted version's name is never
+    # reused for other weights (lineage refers to models by name and hash).
     existing = list_versions(family, folder)
-    number = existing[-1].number + 1 if existing else 1
+    counters = _read_counters(folder)
+    number = max(existing[-1].number if existing else 0, counters.get(family, 0)) + 1
+    counters[family] = number
+    with atomic_path(folder / COUNTERS_NAME) as tmp:
+        tmp.write_text(json.dumps(counters, indent=1, sort_keys=True), encoding="utf-8")
     name = f"{family}-v{number}"
     return name, folder / f"{name}{MODEL_SUFFIX}"
 
@@ -313,6 +335,23 @@ def rollback(name: str, folder: Path | None = None) -> ModelVersion:
     return save_version(bundle, family_of(name), folder)
 
 
+def import_model(path: str | Path, folder: Path | None = None) -> ModelVersion:
+    """Copy a model file or bioimage.io package into the store as the next version of its family.
+
+    The copy keeps the model's lineage and records ``imported_from``; a
+    colleague's ``nuclei-v3`` arrives as, say, ``nuclei-v5`` beside your own versions.
+
+    Raises
+    ------
+    ModelFileError
+        If ``path`` cannot be loaded safely (see :func:`~napari_unet.core.weights.load_model`).
+
+    """
+    bundle = load_model(path)
+    bundle.provenance = {**bundle.provenance, "imported_from": str(path)}
+    return save_version(bundle, folder=folder)
+
+
 def find_by_hash(weights_hash: str, folder: Path | None = None) -> Path | None:
     """A model file (bundled or stored) whose weights have ``weights_hash``, if any."""
     candidates = [bundled_model_path(n) for n in BUNDLED_MODELS]
@@ -354,13 +393,17 @@ def parent_of(bundle: ModelBundle) -> str | None:
     return str(parent) if parent else None
 
 
-def describe(bundle: ModelBundle) -> list[str]:
-    """Lines telling what ``bundle`` is: hash, architecture, parent, lineage, data, steps, metrics."""
+def describe(bundle: ModelBundle, with_file: bool = True) -> list[str]:
+    """Lines telling what ``bundle`` is: hash, architecture, parent, lineage, data, steps, metrics.
+
+    ``with_file=False`` leaves out the local file path (for text shared with others).
+    """
     provenance = bundle.provenance
     config = bundle.config
-    lines = [
-        f"name:         {bundle.name}",
-        f"file:         {bundle.source or '(not saved)'}",
+    lines = [f"name:         {bundle.name}"]
+    if with_file:
+        lines.append(f"file:         {bundle.source or '(not saved)'}")
+    lines += [
         f"weights hash: {bundle.weights_hash()}",
         f"architecture: U-Net, {config.in_channels} input channel(s), base width {config.base_width}, "
         f"depth {config.depth}, {config.norm} norm, heads {', '.join(config.heads)}",
@@ -407,6 +450,7 @@ def _number(value: Any) -> str:
 
 
 __all__ = [
+    "COUNTERS_NAME",
     "LOCK_NAME",
     "ModelVersion",
     "StoreError",
@@ -415,6 +459,7 @@ __all__ = [
     "describe",
     "family_of",
     "find_by_hash",
+    "import_model",
     "list_versions",
     "parent_of",
     "rename_model",
