@@ -102,6 +102,76 @@ def test_models_lists_bundled_models(capsys: pytest.CaptureFixture) -> None:
     assert "[missing]" not in out
 
 
+def _tiny_model(name: str = "tiny"):  # noqa: ANN202 - a ModelBundle
+    import torch
+
+    from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
+    from napari_unet.core.model import UNet
+    from napari_unet.core.weights import ModelBundle
+
+    torch.manual_seed(0)
+    network = UNet(ModelConfig(base_width=4, depth=2)).eval()
+    return ModelBundle(network, PreprocessConfig(object_diameter=12.0), PostprocessConfig(), name=name)
+
+
+def test_models_subcommands_manage_the_store(capsys: pytest.CaptureFixture, private_model_dir: Path) -> None:
+    from napari_unet.core.store import save_version
+
+    first = save_version(_tiny_model())
+    tuned = _tiny_model()
+    tuned.provenance = {"parent": first.name, "parent_hash": "0123456789abcdef"}
+    second = save_version(tuned)
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in listing.splitlines()}
+    assert rows["tiny-v2"].endswith("(current)") and not rows["tiny-v1"].endswith("(current)")
+
+    assert main(["models", "info", "tiny-v2"]) == 0
+    info = capsys.readouterr().out
+    assert f"weights hash: {tuned.weights_hash()}" in info and "parent:       tiny-v1" in info
+
+    assert main(["models", "rollback", "tiny-v1"]) == 0
+    assert "restored tiny-v1 as tiny-v3" in capsys.readouterr().out
+    assert main(["models", "rename", "tiny-v3", "mine"]) == 0
+    assert main(["models", "delete", str(second.name)]) == 0
+    assert sorted(p.stem for p in private_model_dir.glob("*.pt")) == ["mine", "tiny-v1"]
+    capsys.readouterr()
+
+    assert main(["models", "delete", "nuclei"]) == 2
+    assert main(["models", "rename", "mine", "../x"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "bundled model" in errors[0] and "not a valid model name" in errors[1]
+
+
+def test_export_writes_a_package_that_segment_and_import_accept(
+    tmp_path: Path, capsys: pytest.CaptureFixture, private_model_dir: Path
+) -> None:
+    from napari_unet.core.weights import save_model
+
+    save_model(_tiny_model(), private_model_dir / "tiny.pt")
+    package = tmp_path / "tiny.zip"
+    assert main(["export", "tiny", "-o", str(package), "--author", "A. Person", "--license", "MIT"]) == 0
+    assert f"wrote {package}" in capsys.readouterr().out
+
+    image = np.random.default_rng(0).integers(0, 255, (40, 56), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "plane.tif", image)
+    assert (
+        main(["segment", str(tmp_path / "plane.tif"), "-o", str(tmp_path / "out"), "--model", str(package)])
+        == 0
+    )
+    assert tifffile.imread(tmp_path / "out" / "plane.tif").shape == image.shape
+
+    assert main(["models", "import", str(package)]) == 0
+    assert (private_model_dir / "tiny-v1.pt").is_file()
+
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 32, 32), np.uint8), photometric="minisblack")
+    assert (
+        main(["export", "tiny", "-o", str(tmp_path / "x.zip"), "--image", str(tmp_path / "stack.tif")]) == 2
+    )
+    assert "must be one 2-D plane" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+
+
 def test_evaluate_prints_design_metrics_as_json(
     nuclei_val: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -1,4 +1,4 @@
-"""The ``napari-unet`` command line: segment, train, evaluate, models."""
+"""The ``napari-unet`` command line: segment, train, evaluate, models, export."""
 
 from __future__ import annotations
 
@@ -164,15 +164,59 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
+def _list_models() -> None:
+    from napari_unet.core.store import current_version, family_of
     from napari_unet.core.weights import BUNDLED_MODELS, DEFAULT_MODEL, bundled_model_path, user_models
 
     rows = [(name, "bundled", bundled_model_path(name)) for name in BUNDLED_MODELS]
     rows += [(name, "user", path) for name, path in user_models().items()]
     for name, kind, path in rows:
-        marker = " (default)" if name == DEFAULT_MODEL else ""
+        current = kind == "user" and getattr(current_version(family_of(name)), "name", None) == name
+        marker = " (default)" if name == DEFAULT_MODEL else " (current)" if current else ""
         state = "" if path.is_file() else "  [missing]"
         print(f"{name:<24} {kind:<8} {path}{marker}{state}")
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from napari_unet.core import store
+
+    action = args.action or "list"
+    if action == "list":
+        _list_models()
+    elif action == "info":
+        print("\n".join(store.describe(_load(args.name))))
+    elif action == "rename":
+        print(f"renamed {args.old} -> {args.new} ({store.rename_model(args.old, args.new)})")
+    elif action == "delete":
+        print(f"deleted {args.name} ({store.delete_model(args.name)})")
+    elif action == "rollback":
+        version = store.rollback(args.name)
+        print(f"restored {args.name} as {version.name}, now the current version of {version.family}")
+    elif action == "import":
+        version = store.import_model(args.file)
+        print(f"imported {args.file} as {version.name} ({version.path})")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from napari_unet.core.bioimageio import BioimageioUnavailable, export_package
+
+    image = None
+    if args.image:
+        from napari_unet.core.io import read_image
+
+        image = read_image(args.image)
+        if image.ndim != 2:
+            _error(f"{args.image}: the test image must be one 2-D plane (Y, X), got shape {image.shape}")
+            return 2
+    try:
+        path = export_package(
+            _load(args.model), args.output, test_image=image, authors=args.author, license=args.license
+        )
+    except BioimageioUnavailable as error:
+        _error(str(error))
+        return 2
+    print(f"wrote {path} (bioimage.io model package, validated with bioimageio.spec)")
     return 0
 
 
@@ -227,8 +271,38 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
     segment.set_defaults(func=_cmd_segment)
 
-    models = commands.add_parser("models", help="list bundled and user models")
+    models = commands.add_parser(
+        "models", help="list bundled and user models; show, rename, delete, roll back, import"
+    )
     models.set_defaults(func=_cmd_models)
+    actions = models.add_subparsers(dest="action")
+    actions.add_parser("list", help="list bundled and user models (the default)")
+    info = actions.add_parser("info", help="weights hash, architecture, lineage and training data")
+    info.add_argument("name", help="model name or file")
+    rename = actions.add_parser("rename", help="rename a model in the store")
+    rename.add_argument("old")
+    rename.add_argument("new")
+    delete = actions.add_parser("delete", help="delete a model from the store")
+    delete.add_argument("name")
+    rollback = actions.add_parser(
+        "rollback", help="make NAME the current version of its family again (saved as the next version)"
+    )
+    rollback.add_argument("name", help="a stored version or a bundled model")
+    import_ = actions.add_parser("import", help="copy a model file or bioimage.io package into the store")
+    import_.add_argument("file")
+
+    export = commands.add_parser("export", help="write a model as a bioimage.io model package (.zip)")
+    export.add_argument("model", help="bundled name, user model name or file path")
+    export.add_argument("-o", "--output", required=True, help="the .zip to write")
+    export.add_argument(
+        "--image",
+        help="2-D TIFF at the model's object size for the test tensors and cover (default: synthetic)",
+    )
+    export.add_argument(
+        "--author", action="append", help="author name (repeatable; default: you, or the developers)"
+    )
+    export.add_argument("--license", help="SPDX licence identifier (default BSD-3-Clause)")
+    export.set_defaults(func=_cmd_export)
 
     evaluate = commands.add_parser("evaluate", help="score a model on labelled images (DESIGN.md metrics)")
     evaluate.add_argument("--images", required=True, help="folder of images (TIFF)")
