@@ -40,22 +40,37 @@ def limit_torch_threads() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 class ModelCache:
-    """Loaded models by file, so switching back and forth does not reload them."""
+    """Loaded models by file, so switching back and forth does not reload them.
+
+    A file replaced since it was loaded (a model renamed, deleted and saved
+    again under its name, by this window or another) is loaded afresh.
+    """
 
     def __init__(self) -> None:
-        self._bundles: dict[str, ModelBundle] = {}
+        self._bundles: dict[str, tuple[tuple[int, int] | None, ModelBundle]] = {}
 
     def get(self, path: str) -> ModelBundle:
         """The model in ``path``, loaded once (safe to call from a worker thread)."""
-        bundle = self._bundles.get(path)
-        if bundle is None:
-            bundle = self._bundles[path] = load_model(path)
+        stamp = _file_stamp(path)
+        cached = self._bundles.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        bundle = load_model(path)
+        self._bundles[path] = (stamp, bundle)
         return bundle
 
     def put(self, bundle: ModelBundle) -> None:
         """Remember a model that was just saved (by its ``source``)."""
-        self._bundles[bundle.source] = bundle
+        self._bundles[bundle.source] = (_file_stamp(bundle.source), bundle)
 
 
 @dataclass
