@@ -140,25 +140,57 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         amp=args.amp,
     )
-    segmenter = Segmenter(_load(args.model), inference)
-    print(f"model {segmenter.bundle.name} on {segmenter.device}; {len(inputs)} input(s)", file=sys.stderr)
-    failed = 0
+    bundle = _load(args.model)
     settings = BatchSettings(
         axes=args.axes, stitch=args.stitch, overwrite=args.overwrite, overlay=args.overlay
     )
-    for record in segment_files(inputs, Path(args.output), segmenter, settings):
-        _progress_bar((record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message)
-        outcome = record.result
-        if outcome is None:
-            continue
-        _end_progress()
-        if outcome.status == "failed":
-            failed += 1
-            _error(outcome.error)
-        elif outcome.status == "skipped":
-            print(f"skipped {outcome.input} ({outcome.output} exists; --overwrite to redo)", file=sys.stderr)
-        else:
-            print(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s")
+    client = None
+    if args.scheduler:
+        from napari_unet.core.distributed import ClusterError, ModelSpec, connect, segment_files_on_cluster
+
+        try:
+            client = connect(args.scheduler)
+        except ClusterError as error:
+            _error(str(error))
+            return 2
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(
+            f"model {bundle.name} on the Dask cluster at {args.scheduler} ({workers} workers now); "
+            f"{len(inputs)} input(s)",
+            file=sys.stderr,
+        )
+        spec = ModelSpec.of(bundle, args.model, inference)
+        records = segment_files_on_cluster(
+            inputs, Path(args.output), spec, client, settings, planes_per_task=args.planes_per_task
+        )
+    else:
+        segmenter = Segmenter(bundle, inference)
+        print(f"model {bundle.name} on {segmenter.device}; {len(inputs)} input(s)", file=sys.stderr)
+        records = segment_files(inputs, Path(args.output), segmenter, settings)
+    failed = 0
+    try:
+        for record in records:
+            _progress_bar(
+                (record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message
+            )
+            outcome = record.result
+            if outcome is None:
+                continue
+            _end_progress()
+            if outcome.status == "failed":
+                failed += 1
+                _error(outcome.error)
+            elif outcome.status == "skipped":
+                print(
+                    f"skipped {outcome.input} ({outcome.output} is complete; --overwrite to redo)",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s")
+    finally:
+        records.close()  # stops the job (cancels cluster tasks) on Ctrl-C; outputs stay complete or absent
+        if client is not None:
+            client.close()
     if failed:
         _error(f"{failed} of {len(inputs)} input(s) failed")
     return 1 if failed else 0
@@ -269,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--batch-size", type=int, default=4)
     segment.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU)")
     segment.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
+    segment.add_argument(
+        "--scheduler",
+        help="run on a Dask cluster: scheduler address (tcp://host:8786) or scheduler file; "
+        "inputs, output folder and model must be at the same paths on the workers",
+    )
+    segment.add_argument(
+        "--planes-per-task",
+        type=int,
+        default=8,
+        help="with --scheduler: split stacks with more planes into tasks of this many (0: one task per file)",
+    )
     segment.set_defaults(func=_cmd_segment)
 
     models = commands.add_parser(

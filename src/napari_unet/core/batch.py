@@ -157,7 +157,7 @@ def segment_planes(
 # -- provenance -----------------------------------------------------------------------------
 
 
-def file_digest(path: Path, chunk: int = 1 << 22) -> str:
+def file_digest(path: Path, chunk: int = 1 << 16) -> str:
     """SHA-256 of a file (hex), read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:

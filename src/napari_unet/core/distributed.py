@@ -277,7 +277,8 @@ def segment_files_on_cluster(
     from distributed import as_completed
 
     settings = settings or BatchSettings()
-    outdir = Path(outdir)
+    outdir = Path(outdir).resolve()  # workers may run in another folder
+    inputs = [Path(path).resolve() for path in inputs]
     total = len(inputs)
     roles: dict[Future, tuple[str, Path]] = {}
     chunks_left: dict[Path, list[int]] = {}
@@ -290,7 +291,7 @@ def segment_files_on_cluster(
         return future
 
     for path in inputs:
-        submit("plan", Path(path), plan_task, Path(path), outdir, spec, settings)
+        submit("plan", path, plan_task, path, outdir, spec, settings)
     finished = 0
     try:
         for future in pending:

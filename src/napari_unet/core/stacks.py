@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import operator
 import os
+import threading
 import xml.etree.ElementTree as ElementTree
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -177,13 +180,19 @@ class TiffImage:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            self._tiff = tifffile.TiffFile(self.path)
+            with _tifffile_errors() as errors:
+                self._tiff = tifffile.TiffFile(self.path)
         except Exception as error:  # any parser error means an unreadable file
             raise InputError(f"{self.path}: cannot read as TIFF ({_reason(error)})") from None
         try:
-            if not self._tiff.series:
+            with _tifffile_errors() as more:
+                series = self._tiff.series
+            if errors or more:  # tifffile reads on past damage, e.g. a truncated stack as one plane
+                raise InputError(f"{self.path}: damaged or truncated TIFF ({(errors + more)[0]})")
+            if not series:
                 raise InputError(f"{self.path}: the TIFF holds no image")
-            self._series = self._tiff.series[0]
+            self._series = series[0]
+            _check_extent(self.path, self._series)
             self.shape: tuple[int, ...] = tuple(int(n) for n in self._series.shape)
             self.dtype = np.dtype(self._series.dtype)
             self.axes: str = self._series.axes
@@ -284,6 +293,36 @@ class TiffImage:
         self.close()
 
 
+@contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """Collect the errors tifffile logs (and otherwise reads past) in this thread."""
+    found: list[str] = []
+    thread = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread and record.levelno >= logging.ERROR:
+                found.append(record.getMessage().split("> ", 1)[-1])
+
+    logger = logging.getLogger("tifffile")
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+
+
+def _check_extent(path: Path, series: Any) -> None:
+    """Raise InputError if a page's pixel data would lie past the end of its file."""
+    for number, page in enumerate(series.pages):
+        if page is None:
+            raise InputError(f"{path}: damaged TIFF (page {number} of the image is missing)")
+        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False) if c]
+        if ends and max(ends) > page.parent.filehandle.size:
+            raise InputError(f"{path}: truncated TIFF (pixel data of page {number} ends past the file's end)")
+
+
 def _reason(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -348,7 +387,7 @@ class LabelStackWriter:
         self.max_label = 0
         self._present = np.zeros(1, bool)
         self._dtype = np.dtype(np.uint16)
-        self._bigtiff = math.prod(self.shape) * 4 > 2**31
+        self.bigtiff = math.prod(self.shape) * 4 > 2**31
         self._exit = ExitStack()
         self._tmp: Path | None = None
         self._writer: tifffile.TiffWriter | None = None
@@ -360,7 +399,7 @@ class LabelStackWriter:
 
     def __enter__(self) -> LabelStackWriter:
         self._tmp = self._exit.enter_context(atomic_path(self.path))
-        self._writer = tifffile.TiffWriter(self._tmp, bigtiff=self._bigtiff)
+        self._writer = tifffile.TiffWriter(self._tmp, bigtiff=self.bigtiff)
         return self
 
     def _description(self) -> str:
@@ -417,8 +456,8 @@ class LabelStackWriter:
         os.replace(self._tmp, narrow)
         try:
             self._dtype = np.dtype(np.uint32)
-            self._bigtiff = self._bigtiff or math.prod(self.shape) * 4 > 2**31
-            self._writer = tifffile.TiffWriter(self._tmp, bigtiff=self._bigtiff)
+            self.bigtiff = self.bigtiff or math.prod(self.shape) * 4 > 2**31
+            self._writer = tifffile.TiffWriter(self._tmp, bigtiff=self.bigtiff)
             with tifffile.TiffFile(narrow) as old:
                 for number in range(self.written):
                     self._write_page(old.pages[number].asarray(), first=number == 0)
