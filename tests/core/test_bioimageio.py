@@ -10,6 +10,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
@@ -149,7 +150,16 @@ def test_fine_tuned_version_exports_its_lineage_and_imports_into_the_store(tmp_p
         "date": "2026-01-02T03:04:05+00:00",
     }
     version = save_version(child)
-    package = export_package(load_model(version.path), tmp_path / "tuned.zip", authors=["A. Person"])
+    plane = np.random.default_rng(0).normal(100, 10, (300, 420)).astype(np.float32)
+    package = export_package(
+        load_model(version.path), tmp_path / "tuned.zip", test_image=plane, authors=["A. Person"]
+    )
+    with zipfile.ZipFile(package) as archive:
+        test_input = np.load(io.BytesIO(archive.read("test_input.npy")))
+        cover = iio.imread(archive.read("cover.png"), extension=".png")
+    assert test_input.shape == (1, 1, 288, 416), "a centred crop to multiples of 2**depth"
+    np.testing.assert_array_equal(test_input[0, 0], plane[6:294, 2:418])
+    assert cover.shape == (256, 740, 3), "covers are kept small (bioimage.io asks for < 500 kB)"
 
     rdf = rdf_of(package)
     assert rdf["parent"] == {"id": "phase-cells"}

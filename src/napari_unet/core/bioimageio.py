@@ -69,6 +69,7 @@ DEFAULT_LICENSE = "BSD-3-Clause"
 BUNDLED_AUTHOR = "napari-unet developers"
 ARCHITECTURE_FILE = "bioimageio_unet.py"
 ARCHITECTURE_CALLABLE = "build_unet"
+COVER_HEIGHT = 256
 MAX_WEIGHTS_BYTES = 2**31
 """Largest weights file read from a package (a 4-level U-Net of width 64 is ~125 MB)."""
 
@@ -230,18 +231,23 @@ def _test_input(bundle: ModelBundle, image: NDArray[Any] | None) -> NDArray[np.f
 
 
 def _cover(path: Path, image: NDArray[np.float32], outputs: NDArray[np.float32], bundle: ModelBundle) -> None:
-    """Input beside the instance labels' outlines over it: a 2:1 PNG."""
+    """Input beside the instance labels' outlines over it: a 2:1 PNG at most 256 px high."""
     import imageio.v3 as iio
     from skimage.segmentation import find_boundaries
+    from skimage.transform import resize
 
     from napari_unet.core.postprocess import labels_from_outputs
 
     labels = labels_from_outputs(outputs, bundle.config.heads, bundle.postprocess)
-    grey = scale_range(image[:1], 1.0, 99.8)[0]
-    left = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    grey = np.clip(scale_range(image[:1], 1.0, 99.8)[0], 0, 1)
+    left = np.repeat(grey[..., None], 3, axis=-1)
     right = left.copy()
-    right[find_boundaries(labels, mode="inner")] = (255, 220, 0)
-    iio.imwrite(path, np.concatenate([left, right], axis=1), extension=".png")
+    right[find_boundaries(labels, mode="inner")] = (1.0, 0.86, 0.0)
+    cover = np.concatenate([left, right], axis=1)
+    if cover.shape[0] > COVER_HEIGHT:  # bioimage.io asks for covers under 500 kB
+        width = round(cover.shape[1] * COVER_HEIGHT / cover.shape[0])
+        cover = resize(cover, (COVER_HEIGHT, width), order=1, anti_aliasing=True)
+    iio.imwrite(path, (np.clip(cover, 0, 1) * 255).astype(np.uint8), extension=".png")
 
 
 def _torchscript(
