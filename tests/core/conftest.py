@@ -18,7 +18,7 @@ def nuclei_stack(planes: int = 6, size: int = 64, seed: int = 0) -> np.ndarray:
     return stack
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_stack() -> Callable[..., np.ndarray]:
     """Synthetic nuclei stacks: ``make_stack(planes=6, size=64, seed=0)``."""
     return nuclei_stack
