@@ -21,7 +21,6 @@ from napari_unet.core.bioimageio import (
     BioimageioUnavailable,
     export_package,
     network_outputs,
-    scale_range,
     validate_package,
 )
 from napari_unet.core.config import InferenceConfig
@@ -100,7 +99,12 @@ def test_package_weights_reproduce_the_test_output(nuclei_package, tmp_path):
     rdf = rdf_of(nuclei_package)
     test_input = np.load(tmp_path / "test_input.npy")
     expected = np.load(tmp_path / "test_output.npy")
-    scaled = torch.from_numpy(scale_range(test_input[0], 1.0, 99.8)[None])
+    # scale_range then clip, as the description says
+    low, high = np.percentile(test_input[0], [1.0, 99.8], axis=(-2, -1), keepdims=True)
+    clip = next(step["kwargs"] for step in rdf["inputs"][0]["preprocessing"] if step["id"] == "clip")
+    scaled = torch.from_numpy(
+        np.clip((test_input - low) / (high - low + 1e-6), clip["min"], clip["max"]).astype(np.float32)
+    )
 
     spec = importlib.util.spec_from_file_location("exported_architecture", tmp_path / "bioimageio_unet.py")
     module = importlib.util.module_from_spec(spec)

@@ -18,7 +18,8 @@ archive is a program (its methods, including ``__setstate__`` run at load
 time, are code from the package), not just weights.
 
 Pre- and post-processing in bioimage.io terms: the input is the raw image
-(batch, channel, y, x), scaled with ``scale_range`` at the model's percentiles;
+(batch, channel, y, x), scaled with ``scale_range`` at the model's percentiles
+and clipped as napari-unet clips;
 the output is the sigmoid of the network (one channel per head).  What
 bioimage.io cannot express (rescaling to the model's object size, the seeded
 watershed turning outputs into instance labels) is stated in the description
@@ -53,6 +54,7 @@ from numpy.typing import NDArray
 from napari_unet import __version__
 from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, from_dict, to_dict
 from napari_unet.core.io import atomic_path
+from napari_unet.core.preprocess import CLIP_RANGE
 from napari_unet.core.store import family_of
 from napari_unet.core.weights import (
     BUNDLED_MODELS,
@@ -169,8 +171,19 @@ def scale_range(image: NDArray[Any], low: float, high: float, eps: float = 1e-6)
     return ((data - low_values) / (high_values - low_values + eps)).astype(np.float32)
 
 
+def package_preprocessing(bundle: ModelBundle, image: NDArray[Any]) -> NDArray[np.float32]:
+    """The package's preprocessing of a ``(C, Y, X)`` image: ``scale_range``, then ``clip``.
+
+    The same normalisation as napari-unet's
+    :func:`~napari_unet.core.preprocess.percentile_normalise` (percentiles mapped
+    to 0 and 1, clipped to :data:`~napari_unet.core.preprocess.CLIP_RANGE`).
+    """
+    scaled = scale_range(image, bundle.preprocess.percentile_low, bundle.preprocess.percentile_high)
+    return np.clip(scaled, *CLIP_RANGE).astype(np.float32)
+
+
 def network_outputs(bundle: ModelBundle, image: NDArray[Any]) -> NDArray[np.float32]:
-    """The package's output tensor for one input: sigmoid of the network on the scaled image.
+    """The package's output tensor for one input: sigmoid of the network on the preprocessed image.
 
     Parameters
     ----------
@@ -183,9 +196,8 @@ def network_outputs(bundle: ModelBundle, image: NDArray[Any]) -> NDArray[np.floa
         One probability map per head.
 
     """
-    scaled = scale_range(image, bundle.preprocess.percentile_low, bundle.preprocess.percentile_high)
     with torch.inference_mode():
-        logits = bundle.network.eval()(torch.from_numpy(scaled[None]))
+        logits = bundle.network.eval()(torch.from_numpy(package_preprocessing(bundle, image)[None]))
     return torch.sigmoid(logits)[0].numpy().astype(np.float32)
 
 
@@ -265,9 +277,8 @@ def _torchscript(
         warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
         with torch.inference_mode(False), torch.no_grad():
             traced = torch.jit.trace(network, example, check_trace=False)
-    scaled = scale_range(image, bundle.preprocess.percentile_low, bundle.preprocess.percentile_high)
     with torch.no_grad():
-        got = torch.sigmoid(traced(torch.from_numpy(scaled[None])))[0].numpy()
+        got = torch.sigmoid(traced(torch.from_numpy(package_preprocessing(bundle, image)[None])))[0].numpy()
     if got.shape != probabilities.shape or not np.allclose(got, probabilities, atol=1e-4):
         raise RuntimeError("the TorchScript trace does not reproduce the network")
     return traced
@@ -417,7 +428,8 @@ def _tensors(v0_5: Any, bundle: ModelBundle, input_path: Path, output_path: Path
                     min_percentile=bundle.preprocess.percentile_low,
                     max_percentile=bundle.preprocess.percentile_high,
                 )
-            )
+            ),
+            v0_5.ClipDescr(kwargs=v0_5.ClipKwargs(min=CLIP_RANGE[0], max=CLIP_RANGE[1])),
         ],
     )
     output_tensor = v0_5.OutputTensorDescr(
@@ -711,6 +723,7 @@ __all__ = [
     "export_package",
     "load_package",
     "network_outputs",
+    "package_preprocessing",
     "scale_range",
     "synthetic_test_image",
     "validate_package",
