@@ -1,116 +1,408 @@
-"""End-to-end and network-only speed of `segment` on a large 2-D mosaic of real nuclei.
+"""End-to-end ``segment`` of a large mosaic of real nuclei: ours, ours with each optimisation off, MONAI.
 
-Prints a table; not a timed test.  Compares, in the same process and on the same input:
+Prints Markdown tables; not a timed test.  In one process, on the same input,
+alternating configurations within every repeat so that background load hits all
+of them alike:
 
-- this machine's large-matrix-multiply throughput (fp32 and bf16), the hardware ceiling;
-- our network alone (fp32 and bf16 autocast) as achieved FLOP/s and a fraction of that ceiling;
-- our whole pipeline (normalise, rescale, tile, network, blend, post-process, write) with the
-  default settings and with mixed precision, and the share of time spent outside the network.
+- ours end to end, as ``napari-unet segment`` runs it (read the TIFF, estimate the
+  object size, normalise, tile, network, blend, post-process, write the labels),
+  with the default settings and with each optimisation switched off in turn;
+- MONAI's ``sliding_window_inference`` (overlap 0.25, gaussian blending) with a
+  ``BasicUNet`` sized to the same FLOPs as our default model: the network pass
+  alone, on the image already normalised, in float32 (as MONAI runs by default)
+  and under bf16 autocast;
+- where each of our seconds goes (network, post-processing, I/O, ...);
+- AP@0.5 of our labels against the mosaic's ground truth, so a speed-up that
+  costs accuracy shows;
+- the same on CUDA when a GPU is present.
 
-Usage: python benchmarks/segment_speed.py [--size 4096] [--repeats 2]
+Usage::
+
+    pip install -e .[bench]
+    python benchmarks/segment_speed.py [--size 4096] [--repeats 3] [--threads N] [--quick]
+
+``--quick`` keeps the default, "before" and MONAI rows only.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
 import torch
+from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential, watershed
+from torch import nn
 
-from napari_unet.core.config import InferenceConfig
-from napari_unet.core.inference import Segmenter, _run
-from napari_unet.core.io import write_labels
-from napari_unet.core.weights import load_model, resolve_model
+from _common import Stopwatch, machine, matmul_throughput, median, network_flops, nuclei_mosaic, table
+from napari_unet.core import batch as batch_module
+from napari_unet.core import inference as inference_module
+from napari_unet.core.batch import BatchSettings, segment_files
+from napari_unet.core.config import InferenceConfig, PostprocessConfig
+from napari_unet.core.inference import PlaneOutputs, Segmenter
+from napari_unet.core.metrics import average_precision
+from napari_unet.core.stacks import LabelStackWriter
+from napari_unet.core.weights import ModelBundle, load_model, resolve_model
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei-dsb2018" / "val" / "images"
-
-
-def mosaic(size: int) -> np.ndarray:
-    """Tile real DSB validation images (fluorescence, bright nuclei) into a size x size image."""
-    tiles = []
-    for path in sorted(DATA.glob("*.tif")):
-        image = tifffile.imread(path).astype(np.float32)
-        if image.mean() < 0.5 * image.max():  # skip the few brightfield/histology images
-            tiles.append((image - image.min()) / max(float(np.ptp(image)), 1.0))
-    out = np.zeros((size, size), np.float32)
-    y = x = row_height = 0
-    index = 0
-    while y < size:
-        tile = tiles[index % len(tiles)]
-        index += 1
-        h, w = min(tile.shape[0], size - y), min(tile.shape[1], size - x)
-        out[y : y + h, x : x + w] = tile[:h, :w]
-        row_height = max(row_height, h)
-        x += w
-        if x >= size:
-            x, y, row_height = 0, y + row_height, 0
-    return (out * 4000).astype(np.uint16)
+MONAI_FEATURES = (16, 32, 64, 128, 256, 12)  # equal FLOPs to our width-16 model (see the FLOP table)
+MONAI_ROI = 512  # MONAI's fastest of 256/512/1024 x sw_batch 1/4 on this CPU (network_throughput.py)
 
 
-def matmul_throughput(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - started)
+# -- the previous implementation, for the "off" rows --------------------------------------------
 
 
-def network_flops_per_pixel(width: int) -> float:
-    """DESIGN.md: about 179 * C^2 multiply-adds per pixel for 4 poolings."""
-    return 2 * 179 * width**2
+def previous_tile_layout(size: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+    """Tiles at a fixed stride, the last one flush with the end (however much it overlaps)."""
+    tile = math.ceil(tile / multiple) * multiple
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
+    edge = min(tile, size)
+    if size <= edge:
+        return edge, [0]
+    return edge, [*range(0, size - edge, stride), size - edge]
+
+
+def whole_image_watershed(
+    probabilities: np.ndarray, heads: tuple[str, ...], config: PostprocessConfig, min_size: float
+) -> np.ndarray:
+    """Post-processing as it was: one watershed over the whole image, then renumbering."""
+    channel = {name: probabilities[i] for i, name in enumerate(heads)}
+    foreground = channel["foreground"] > config.foreground_threshold
+    four = ndi.generate_binary_structure(2, 1)
+    seeds = foreground & (channel["distance"] > config.seed_threshold) & (channel["boundary"] < 0.5)
+    markers, _ = ndi.label(seeds, structure=four)
+    labels = watershed(-channel["distance"], markers, mask=foreground).astype(np.int32)
+    unseeded, count = ndi.label(foreground & (labels == 0), structure=four)
+    if count:
+        labels[unseeded > 0] = unseeded[unseeded > 0] + labels.max()
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_size
+    small[0] = False
+    labels = np.where(small[labels], 0, labels).astype(np.int32)
+    return relabel_sequential(labels)[0].astype(np.int32)
+
+
+class Contiguous(Segmenter):
+    """Channels-first (NCHW) layout instead of channels-last."""
+
+    def _prepare_network(self, network: nn.Module) -> nn.Module:
+        self.channels_last = False
+        return super()._prepare_network(network)
+
+
+class Unfolded(Segmenter):
+    """Batch norm run as its own layer instead of folded into the convolutions."""
+
+    def _prepare_network(self, network: nn.Module) -> nn.Module:
+        prepared = copy.deepcopy(network).eval().to(self.device)
+        return prepared.to(memory_format=torch.channels_last) if self.channels_last else prepared
+
+
+class WholeImageWatershed(Segmenter):
+    """The previous post-processing."""
+
+    def labels(self, outputs: PlaneOutputs, postprocess: PostprocessConfig | None = None) -> np.ndarray:
+        config = postprocess or self.postprocess
+        return whole_image_watershed(
+            outputs.probabilities, self.heads, config, config.min_size / outputs.scale**2
+        )
+
+
+class Before(WholeImageWatershed, Unfolded):
+    """Everything as before this work (fp32, batches of 4, fixed-stride tiles, unfolded, old watershed)."""
+
+
+@contextmanager
+def patched(owner: Any, attribute: str, value: Any) -> Iterator[None]:
+    original = getattr(owner, attribute)
+    setattr(owner, attribute, value)
+    try:
+        yield
+    finally:
+        setattr(owner, attribute, original)
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One configuration: how to run it, and what its runs measured."""
+
+    name: str
+    run: Callable[[Path, Stopwatch], dict[str, Any]]
+    seconds: list[float] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+    inclusive: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def timed_phases(stopwatch: Stopwatch, segmenter: Segmenter) -> ExitStack:
+    """Time the phases of a ``segment`` run (each function's own time, children excluded)."""
+    stack = ExitStack()
+    for owner, attribute, name in (
+        (segmenter, "_forward", "network"),
+        (segmenter, "estimate_diameter", "size estimate"),
+        (segmenter, "normalise", "normalise"),
+        (inference_module, "labels_from_outputs", "post-process"),
+        (inference_module, "rescale", "resample"),
+        (inference_module, "resize_to", "resample"),
+        (batch_module, "read_plane", "read"),
+        (batch_module, "file_digest", "input checksum"),
+        (LabelStackWriter, "write", "write"),
+        (LabelStackWriter, "__exit__", "write"),
+    ):
+        stack.enter_context(stopwatch.patch(owner, attribute, name))
+    return stack
+
+
+def ours(
+    bundle: ModelBundle,
+    segmenter_class: type[Segmenter] = Segmenter,
+    threads: int | None = None,
+    tile_layout: Callable[..., tuple[int, list[int]]] | None = None,
+    **inference: Any,
+) -> Callable[[Path, Stopwatch], dict[str, Any]]:
+    """A run of ``segment_files`` on one TIFF with a given segmenter setup."""
+
+    def run(path: Path, stopwatch: Stopwatch) -> dict[str, Any]:
+        before = torch.get_num_threads()
+        with ExitStack() as stack, tempfile.TemporaryDirectory() as outdir:
+            if threads:
+                torch.set_num_threads(threads)
+                stack.callback(torch.set_num_threads, before)
+            if tile_layout is not None:
+                stack.enter_context(patched(inference_module, "tile_layout", tile_layout))
+            segmenter = segmenter_class(bundle, InferenceConfig(device="cpu", **inference))
+            stack.enter_context(timed_phases(stopwatch, segmenter))
+            started = time.perf_counter()
+            outcome = None
+            for record in segment_files([path], Path(outdir), segmenter, BatchSettings(overwrite=True)):
+                outcome = record.result or outcome
+            elapsed = time.perf_counter() - started
+            if outcome is None or outcome.status != "done":
+                raise RuntimeError(f"segment failed: {outcome}")
+            labels = tifffile.imread(outcome.output)
+        return {"seconds": elapsed, "labels": labels, "amp": segmenter.amp, "batch": segmenter.batch_size}
+
+    return run
+
+
+def monai_pass(
+    network: nn.Module, normalised: torch.Tensor, amp: bool, sw_batch: int = 1
+) -> Callable[[Path, Stopwatch], dict[str, Any]]:
+    """MONAI's sliding-window network pass over the normalised image."""
+    from monai.inferers import sliding_window_inference
+
+    def run(path: Path, stopwatch: Stopwatch) -> dict[str, Any]:
+        started = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            sliding_window_inference(
+                normalised, (MONAI_ROI, MONAI_ROI), sw_batch, network, overlap=0.25, mode="gaussian"
+            )
+        return {"seconds": time.perf_counter() - started}
+
+    return run
+
+
+def monai_network() -> nn.Module:
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    return BasicUNet(
+        spatial_dims=2, in_channels=1, out_channels=3, features=MONAI_FEATURES, norm="batch"
+    ).eval()
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def report_flops(bundle: ModelBundle, peer: nn.Module) -> tuple[float, float]:
+    """Print both networks' FLOPs and parameters; return FLOPs per pixel (ours, MONAI's)."""
+    shape = (1, 1, 512, 512)
+    ours_flops = network_flops(bundle.network.eval(), shape) / (512 * 512)
+    peer_flops = network_flops(peer, shape) / (512 * 512)
+    params = (sum(p.numel() for p in bundle.network.parameters()), sum(p.numel() for p in peer.parameters()))
+    print(
+        table(
+            ["network", "GFLOP per megapixel", "parameters"],
+            [
+                (f"ours: nuclei (UNet width {bundle.config.base_width}, depth {bundle.config.depth})",
+                 f"{ours_flops / 1e3:.2f}", f"{params[0]:,}"),
+                (f"MONAI BasicUNet features={MONAI_FEATURES}, batch norm",
+                 f"{peer_flops / 1e3:.2f}", f"{params[1]:,}"),
+            ],
+        )
+    )  # fmt: skip
+    return ours_flops, peer_flops
+
+
+def report_rows(rows: list[Row], reference: Row, size: int, truth: np.ndarray) -> None:
+    print(f"\nEnd to end on the {size}x{size} mosaic (median of {len(reference.seconds)} alternating runs)\n")
+    base = median(reference.seconds)
+    lines = []
+    for row in rows:
+        seconds = median(row.seconds)
+        ap = row.info.get("ap50")
+        lines.append(
+            (
+                row.name,
+                f"{seconds:.1f}",
+                f"{seconds / base:.2f}",
+                f"{ap:.3f}" if ap is not None else "-",
+                " ".join(f"{s:.1f}" for s in row.seconds),
+            )
+        )
+    print(table(["configuration", "seconds", f"÷ {reference.name}", "AP@0.5 vs truth", "runs (s)"], lines))
+
+
+def report_phases(row: Row, flops_per_pixel: float, pixels: int, ceilings: dict[str, float]) -> None:
+    total = median(row.seconds)
+    names = sorted({name for phases in row.phases for name in phases})
+    seconds = {name: median([phases.get(name, 0.0) for phases in row.phases]) for name in names}
+    other = total - sum(seconds.values())
+    lines = [(name, f"{value:.2f}", f"{value / total:.0%}") for name, value in seconds.items()]
+    lines.append(("tiling, blending, padding, bookkeeping", f"{other:.2f}", f"{other / total:.0%}"))
+    lines.sort(key=lambda line: -float(line[1]))
+    print(f"\nWhere the time goes: {row.name} (median {total:.1f} s)\n")
+    print(table(["phase", "seconds", "share"], lines))
+    network = seconds.get("network", 0.0)
+    outside = total - network
+    estimate = median([inc.get("size estimate", 0.0) for inc in row.inclusive])
+    precision = "bf16" if row.info.get("amp") else "fp32"
+    useful = flops_per_pixel * pixels / network if network else float("nan")
+    print(
+        f"\noutside the network: {outside:.1f} s = {outside / total:.0%}; size estimate in all "
+        f"(its network passes included): {estimate:.1f} s; network {precision}: "
+        f"{useful / 1e9:.0f} GFLOP/s counting each image pixel once "
+        f"= {useful / ceilings[precision]:.0%} of the {precision} matmul ceiling"
+    )
+
+
+def gpu_section(bundle: ModelBundle, image: np.ndarray, repeats: int) -> None:
+    if not torch.cuda.is_available():
+        print("\nGPU: skipped (torch.cuda.is_available() is False on this machine)")
+        return
+    from monai.inferers import sliding_window_inference
+
+    device = torch.device("cuda")
+    segmenter = Segmenter(bundle, InferenceConfig(device="cuda", diameter=20))
+    normalised = segmenter.normalise(image[None])
+    peer = monai_network().to(device)
+    tensor = torch.from_numpy(normalised)[None].to(device)
+    results: dict[str, list[float]] = {"ours (network + blend, amp)": [], "ours fp32": [], "MONAI fp32": []}
+    results["MONAI fp16 autocast"] = []
+    fp32 = Segmenter(bundle, InferenceConfig(device="cuda", diameter=20, amp=False))
+    for _ in range(repeats + 1):  # the first round warms up cuDNN
+        for name, run in (
+            (
+                "ours (network + blend, amp)",
+                lambda: inference_module._run(segmenter.predict_normalised(normalised)),
+            ),
+            ("ours fp32", lambda: inference_module._run(fp32.predict_normalised(normalised))),
+            ("MONAI fp32", lambda: monai_cuda(sliding_window_inference, peer, tensor, False)),
+            ("MONAI fp16 autocast", lambda: monai_cuda(sliding_window_inference, peer, tensor, True)),
+        ):
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            run()
+            torch.cuda.synchronize()
+            results[name].append(time.perf_counter() - started)
+    print(f"\nGPU: {torch.cuda.get_device_name(0)}, network pass over the normalised image\n")
+    print(table(["configuration", "seconds"], [(k, f"{median(v[1:]):.2f}") for k, v in results.items()]))
+
+
+def monai_cuda(inferer: Callable[..., Any], network: nn.Module, tensor: torch.Tensor, amp: bool) -> None:
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        inferer(tensor, (MONAI_ROI, MONAI_ROI), 4, network, overlap=0.25, mode="gaussian")
+
+
+# -- main ---------------------------------------------------------------------------------------
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096, help="mosaic edge in pixels (default 4096)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    parser.add_argument("--quick", action="store_true", help="default, before and MONAI rows only")
     args = parser.parse_args()
-    image = mosaic(args.size)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}")
+    ceilings = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
+    print(
+        f"large-matmul ceiling: fp32 {ceilings['fp32'] / 1e9:.0f} GFLOP/s, "
+        f"bf16 {ceilings['bf16'] / 1e9:.0f} GFLOP/s\n"
+    )
     bundle = load_model(resolve_model("nuclei"))
-    flops = network_flops_per_pixel(bundle.config.base_width)
-    rows = []
-    ceiling = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
-    for precision, amp in (("fp32", False), ("bf16", True)):
-        segmenter = Segmenter(bundle, InferenceConfig(device="cpu", diameter=0, amp=amp))
-        normalised = segmenter.normalise(image[None])
-        network_times, total_times = [], []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            _run(segmenter.predict_normalised(normalised))
-            network_times.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            job = Segmenter(bundle, InferenceConfig(device="cpu", amp=amp)).segment(image, axes="YX")
-            result = None
-            for record in job:
-                result = record.result or result
-            with tempfile.TemporaryDirectory() as tmp:
-                write_labels(Path(tmp) / "labels.tif", result.labels)
-            total_times.append(time.perf_counter() - started)
-        network, total = min(network_times), min(total_times)
-        achieved = flops * image.size / network
-        rows.append(
-            (precision, network, achieved / 1e9, achieved / ceiling[precision], total, result.diameter)
-        )
+    peer = monai_network()
+    flops_per_pixel, _ = report_flops(bundle, peer)
+
+    image, truth = nuclei_mosaic(args.size)
+    diameter = bundle.preprocess.object_diameter  # scale 1: the same pixels as MONAI sees
+    normalised = torch.from_numpy(Segmenter(bundle, InferenceConfig(device="cpu")).normalise(image[None]))[
+        None
+    ]
+    off = {"tile_layout": previous_tile_layout}
+    rows = [
+        Row("ours, default (object size estimated)", ours(bundle)),
+        Row(f"ours, default, diameter {diameter:g} (scale 1)", ours(bundle, diameter=diameter)),
+    ]
+    if not args.quick:
+        rows += [
+            Row("  - without bf16 (fp32)", ours(bundle, diameter=diameter, amp=False)),
+            Row("  - without channels-last", ours(bundle, Contiguous, diameter=diameter)),
+            Row("  - without batch-norm folding", ours(bundle, Unfolded, diameter=diameter)),
+            Row("  - batches of 4 tiles", ours(bundle, diameter=diameter, batch_size=4)),
+            Row("  - fixed-stride tiles", ours(bundle, diameter=diameter, **off)),
+            Row("  - tiles of 512", ours(bundle, diameter=diameter, tile_size=512)),
+            Row("  - whole-image watershed", ours(bundle, WholeImageWatershed, diameter=diameter)),
+            Row("  - 1 torch thread", ours(bundle, diameter=diameter, threads=1)),
+        ]
+    rows += [
+        Row(
+            "before this work (all of the above off)",
+            ours(bundle, Before, diameter=diameter, amp=False, batch_size=4, tile_size=512, **off),
+        ),
+        Row(
+            f"MONAI sliding window, network only, fp32 (roi {MONAI_ROI})", monai_pass(peer, normalised, False)
+        ),
+        Row("MONAI sliding window, network only, bf16 autocast", monai_pass(peer, normalised, True)),
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "mosaic.tif"
+        tifffile.imwrite(path, image, photometric="minisblack")
+        for repeat in range(args.repeats):
+            for row in rows:
+                stopwatch = Stopwatch()
+                result = row.run(path, stopwatch)
+                row.seconds.append(result["seconds"])
+                row.phases.append(dict(stopwatch.seconds))
+                row.inclusive.append(dict(stopwatch.inclusive))
+                if repeat == 0 and "labels" in result:
+                    row.info["ap50"] = float(average_precision(truth, result["labels"], thresholds=[0.5])[0])
+                    row.info["amp"] = result["amp"]
+                print(f"  run {repeat + 1}: {row.name}: {result['seconds']:.1f} s", flush=True)
+    monai_fp32 = next(row for row in rows if row.name.startswith("MONAI") and "fp32" in row.name)
+    report_rows(rows, monai_fp32, args.size, truth)
+    for row in rows[:2]:
+        report_phases(row, flops_per_pixel, image.size, ceilings)
+    after = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
     print(
-        f"\nsegment of a {args.size}x{args.size} mosaic of DSB nuclei, model nuclei "
-        f"(width {bundle.config.base_width}), CPU threads {torch.get_num_threads()}"
+        f"\nmatmul ceiling again after the runs: fp32 {after['fp32'] / 1e9:.0f}, "
+        f"bf16 {after['bf16'] / 1e9:.0f} GFLOP/s"
     )
-    print(
-        f"matmul ceiling: fp32 {ceiling['fp32'] / 1e9:.0f} GFLOP/s, bf16 {ceiling['bf16'] / 1e9:.0f} GFLOP/s\n"
-    )
-    print(
-        "| precision | network only (s, scale 1) | GFLOP/s | of matmul ceiling | end to end (s, auto size) | diameter |"
-    )
-    print("|---|---|---|---|---|---|")
-    for precision, network, gflops, fraction, total, diameter in rows:
-        print(
-            f"| {precision} | {network:.1f} | {gflops:.0f} | {fraction:.0%} | {total:.1f} | {diameter:.1f} |"
-        )
+    gpu_section(bundle, image, args.repeats)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from napari_unet import __version__
+from napari_unet.core.config import InferenceConfig  # light: dataclasses only, for defaults in --help
 
 
 def _progress_bar(fraction: float, message: str, width: int = 30) -> None:
@@ -297,9 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     segment.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     segment.add_argument("--stitch", action="store_true", help="join objects across planes (3-D objects)")
-    segment.add_argument("--tile-size", type=int, default=512)
-    segment.add_argument("--batch-size", type=int, default=4)
-    segment.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU)")
+    segment.add_argument(
+        "--tile-size",
+        type=int,
+        default=InferenceConfig.tile_size,
+        help="largest tile edge (default %(default)s)",
+    )
+    segment.add_argument(
+        "--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, 4 on GPU)"
+    )
+    segment.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        help="mixed precision, bf16 on CPU (default: where the hardware computes it natively)",
+    )
     segment.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
     segment.add_argument(
         "--scheduler",
@@ -357,7 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU)")
+    evaluate.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        help="mixed precision, bf16 on CPU (default: where the hardware computes it natively)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
     evaluate.set_defaults(func=_cmd_evaluate)

@@ -6,11 +6,21 @@ import pytest
 import tifffile
 import torch
 import zarr
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from napari_unet.core.axes import guess_axes, normalise_axes
 from napari_unet.core.config import InferenceConfig, ModelConfig, PostprocessConfig, PreprocessConfig
-from napari_unet.core.inference import PlaneOutputs, Segmentation, Segmenter, _run, segment_array
+from napari_unet.core.inference import (
+    PlaneOutputs,
+    Segmentation,
+    Segmenter,
+    _run,
+    inference_network,
+    segment_array,
+    tile_layout,
+)
 from napari_unet.core.metrics import average_precision
 from napari_unet.core.model import UNet
 from napari_unet.core.targets import head_targets
@@ -116,29 +126,111 @@ def test_progress_is_reported_and_stopping_early_leaves_no_result() -> None:
         next(job)
 
 
-def test_tiled_equals_untiled_on_a_real_image(nuclei_val: Path) -> None:
-    """Default tiles (512, overlap 64) blended over their overlap agree with one whole-image pass.
+@pytest.mark.parametrize("tile_size", [None, 512])
+def test_tiled_equals_untiled_on_a_real_image(nuclei_val: Path, tile_size: int | None) -> None:
+    """Tiles blended over their overlap (64 px) agree with one whole-image pass.
 
     Zero padding at tile borders changes the network's output within its
     receptive field (~200 px for 4 poolings); linear ramps over the overlap
-    suppress that.  Measured on the largest validation image (603 x 1272):
-    max |dp| 0.051, mean 2.3e-5; the objects are the same.
+    suppress most of that.  Measured on the largest validation image
+    (603 x 1272, float32): default tiles max |dp| 0.057, mean 2e-5, labels
+    identical; tiles of 512 max 0.19, mean 9e-5, 1 of 298 objects differs.
     """
     path = max(sorted((nuclei_val / "images").glob("*.tif")), key=lambda p: tifffile.imread(p).size)
     image = tifffile.imread(path)
     bundle = load_model(resolve_model("nuclei"))
-    whole = Segmenter(bundle, InferenceConfig(device="cpu", tile_size=4096))
-    tiled = Segmenter(bundle, InferenceConfig(device="cpu"))
+    whole = Segmenter(bundle, InferenceConfig(device="cpu", tile_size=4096, amp=False))
+    tiles = {} if tile_size is None else {"tile_size": tile_size}
+    tiled = Segmenter(bundle, InferenceConfig(device="cpu", amp=False, **tiles))
     normalised = whole.normalise(image[None])
     p_whole = _run(whole.predict_normalised(normalised))
     p_tiled = _run(tiled.predict_normalised(normalised))
     assert max(image.shape) > tiled.inference.tile_size  # really tiled
     difference = np.abs(p_whole - p_tiled)
-    assert difference.max() < 0.06
-    assert difference.mean() < 1e-4
+    assert difference.max() < 0.25
+    assert difference.mean() < 2e-4
     labels_whole = whole.labels(PlaneOutputs(p_whole, 1.0))
     labels_tiled = whole.labels(PlaneOutputs(p_tiled, 1.0))
-    assert average_precision(labels_whole, labels_tiled, thresholds=[0.9])[0] > 0.98
+    assert average_precision(labels_whole, labels_tiled, thresholds=[0.5])[0] > 0.98
+
+
+def test_mixed_precision_keeps_the_labels_of_float32(nuclei_val: Path) -> None:
+    """bf16 autocast on CPU: the same objects as float32 on a real image (measured AP@0.5 0.99)."""
+    path = max(sorted((nuclei_val / "images").glob("*.tif")), key=lambda p: tifffile.imread(p).size)
+    image = tifffile.imread(path)
+    bundle = load_model(resolve_model("nuclei"))
+    labels = {}
+    for amp in (False, True):
+        segmenter = Segmenter(bundle, InferenceConfig(device="cpu", diameter=0, amp=amp))
+        assert segmenter.amp is amp
+        labels[amp] = _run_segment(segmenter, image).labels
+    assert average_precision(labels[False], labels[True], thresholds=[0.5])[0] > 0.97
+
+
+@given(
+    size=st.integers(1, 300),
+    tile=st.integers(16, 1024),
+    overlap=st.integers(0, 200),
+    multiple=st.sampled_from([1, 2, 8, 16]),
+)
+def test_tile_layout_covers_evenly_with_the_fewest_tiles(
+    size: int, tile: int, overlap: int, multiple: int
+) -> None:
+    size *= multiple
+    overlap = min(overlap, tile - 1)
+    edge, starts = tile_layout(size, tile, overlap, multiple)
+    units, most = size // multiple, max(1, -(-tile // multiple))
+    assert edge % multiple == 0 and all(start % multiple == 0 for start in starts)
+    assert starts[0] == 0 and starts[-1] + edge == size  # covers the image, no tile beyond it
+    assert edge <= max(most * multiple, multiple) or len(starts) == 1
+    if len(starts) > 1:
+        shared = min(-(-overlap // multiple), most - 1) * multiple
+        steps = np.diff(starts)
+        assert steps.min() > 0 and edge - steps.max() >= shared  # every neighbour overlaps enough
+        assert steps.max() - steps.min() <= multiple  # spread evenly
+        assert len(starts) == -(-(units - shared // multiple) // (most - shared // multiple))  # fewest
+
+
+def test_inference_network_folds_batch_norm_and_leaves_the_model_alone() -> None:
+    torch.manual_seed(0)
+    network = UNet(ModelConfig(base_width=8, depth=2))
+    for module in network.modules():  # non-trivial statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+    network.eval()
+    folded = inference_network(network)
+    x = torch.randn(2, 1, 48, 40)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), network(x), atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules()) == 10
+
+
+class OneWorker(Segmenter):
+    def _tile_workers(self) -> int:
+        return 1
+
+
+def test_tiles_in_parallel_match_one_at_a_time_and_restore_torch_threads() -> None:
+    bundle = tiny_bundle()
+    image = np.random.default_rng(0).random((1, 150, 130)).astype(np.float32)
+    config = InferenceConfig(device="cpu", tile_size=32, tile_overlap=8, amp=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        parallel = Segmenter(bundle, config)
+        assert parallel._tile_workers() == 2
+        expected = _run(OneWorker(bundle, config).predict_normalised(image))
+        np.testing.assert_allclose(_run(parallel.predict_normalised(image)), expected, atol=1e-5)
+        assert torch.get_num_threads() == 2
+        stopped = parallel.predict_normalised(image)
+        next(stopped), next(stopped)
+        stopped.close()  # cancelled with tiles queued and running
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_result_type_and_reported_device() -> None:

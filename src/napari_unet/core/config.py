@@ -142,28 +142,32 @@ class InferenceConfig:
     Parameters
     ----------
     tile_size : int
-        Edge of the square tiles fed to the network (rounded up to the model's
-        size multiple).
+        Largest edge of the square tiles fed to the network (rounded up to the
+        model's size multiple); tiles are shrunk to cover the image evenly.
     tile_overlap : int
-        Pixels shared by neighbouring tiles; outputs are blended across them.
-    batch_size : int
-        Tiles per forward pass.
+        Least number of pixels shared by neighbouring tiles; outputs are
+        blended across them.
+    batch_size : int or None
+        Tiles per forward pass; ``None`` picks per device (1 on CPU, where a
+        small working set stays in cache, 4 elsewhere).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     diameter : float or None
         Median object diameter in the input, in pixels.  ``None`` estimates it
         from a first pass at the model's own scale; ``0`` disables rescaling.
-    amp : bool
-        Use mixed precision (bf16/fp16) where the device supports it.
+    amp : bool or None
+        Mixed precision: bf16 on CPU, bf16/fp16 on CUDA.  ``None`` uses it where
+        the hardware computes it natively (CUDA, CPUs with AVX512-BF16 or AMX)
+        and it was checked to keep the labels (see README, Performance).
 
     """
 
     tile_size: int = 512
     tile_overlap: int = 64
-    batch_size: int = 4
+    batch_size: int | None = None
     device: DeviceName = "auto"
     diameter: float | None = None
-    amp: bool = False
+    amp: bool | None = None
 
     def __post_init__(self) -> None:
         _check(self.tile_size >= 16, f"tile_size must be >= 16, got {self.tile_size}")
@@ -171,7 +175,10 @@ class InferenceConfig:
             0 <= self.tile_overlap < self.tile_size,
             f"tile_overlap must be in [0, tile_size), got {self.tile_overlap}",
         )
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(
+            self.batch_size is None or self.batch_size >= 1,
+            f"batch_size must be None or >= 1, got {self.batch_size}",
+        )
         _check(
             self.diameter is None or self.diameter >= 0,
             f"diameter must be None or >= 0, got {self.diameter}",

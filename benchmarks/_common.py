@@ -1,0 +1,168 @@
+"""Shared pieces of the speed benchmarks: test input, hardware ceiling, machine, tables, timers.
+
+Not a benchmark itself.  The input is real data: a mosaic of DSB 2018 validation
+images (``$NAPARI_UNET_DATA`` or ``../shared/data`` next to the repository).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+
+DATA = Path(os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+NUCLEI_VAL = DATA / "nuclei-dsb2018" / "val"
+
+
+def nuclei_mosaic(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` uint16 mosaic of DSB fluorescence images and its instance labels.
+
+    Images are packed row by row (the last ones cropped), each stretched to
+    its own range first, as a microscope stitching tiles of one slide would.
+    Brightfield and histology images (bright background) are left out: the
+    nuclei model is for fluorescence.  Label ids are made unique across tiles.
+    """
+    tiles = []
+    for path in sorted((NUCLEI_VAL / "images").glob("*.tif")):
+        image = tifffile.imread(path).astype(np.float32)
+        if image.ndim == 2 and image.mean() < 0.5 * image.max():
+            labels = tifffile.imread(NUCLEI_VAL / "labels" / path.name).astype(np.int32)
+            tiles.append(((image - image.min()) / max(float(np.ptp(image)), 1.0), labels))
+    if not tiles:
+        raise SystemExit(f"no DSB validation images found under {NUCLEI_VAL} (set NAPARI_UNET_DATA)")
+    image_out = np.zeros((size, size), np.float32)
+    labels_out = np.zeros((size, size), np.int32)
+    y = x = row_height = index = next_id = 0
+    while y < size:
+        image, labels = tiles[index % len(tiles)]
+        index += 1
+        h, w = min(image.shape[0], size - y), min(image.shape[1], size - x)
+        image_out[y : y + h, x : x + w] = image[:h, :w]
+        crop = labels[:h, :w]
+        labels_out[y : y + h, x : x + w] = np.where(crop > 0, crop + next_id, 0)
+        next_id += int(labels.max())
+        row_height = max(row_height, h)
+        x += w
+        if x >= size:
+            x, y, row_height = 0, y + row_height, 0
+    return (image_out * 4000).astype(np.uint16), labels_out
+
+
+def matmul_throughput(dtype: torch.dtype, sizes: Sequence[int] = (2048, 4096), repeats: int = 3) -> float:
+    """Best FLOP/s of square matrix products at ``dtype`` over a few sizes: the compute ceiling."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        a @ b  # warm-up (allocations, kernel selection)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n**3 / (time.perf_counter() - started))
+    return best
+
+
+def network_flops(network: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """FLOPs (2 per multiply-add) of one forward pass on a zero tensor of ``shape``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        network(torch.zeros(shape))
+    return int(counter.get_total_flops())
+
+
+def machine() -> str:
+    """CPU model, cores and torch threads, for the table captions."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = [
+        name
+        for name, probe in (("avx512_bf16", "_is_avx512_bf16_supported"), ("amx", "_is_amx_tile_supported"))
+        if getattr(torch.cpu, probe, lambda: False)()
+    ]
+    return (
+        f"{model}, {os.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()}"
+        f"{', ' + ', '.join(flags) if flags else ''}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def median(values: Sequence[float]) -> float:
+    """Median, for repeated timings (robust to one disturbed run)."""
+    return statistics.median(values)
+
+
+@contextmanager
+def torch_threads(count: int | None):
+    """Run a block with ``count`` torch threads (``None``: unchanged)."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Stopwatch:
+    """Time per named phase from wrapped functions.
+
+    ``seconds`` holds each phase's own time (time in wrapped functions it calls
+    is not counted twice); ``inclusive`` holds the whole time of its calls.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.inclusive: dict[str, float] = {}
+        self._stack: list[list[float]] = []
+
+    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function``, its time (less that of wrapped functions it calls) added to ``name``."""
+
+        @wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append([0.0])
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                children = self._stack.pop()[0]
+                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - children
+                self.inclusive[name] = self.inclusive.get(name, 0.0) + elapsed
+                if self._stack:
+                    self._stack[-1][0] += elapsed
+
+        return timed
+
+    @contextmanager
+    def patch(self, owner: Any, attribute: str, name: str):
+        """Time ``owner.attribute`` (a module function or an object's method) as ``name`` within a block."""
+        original = getattr(owner, attribute)
+        setattr(owner, attribute, self.wrap(name, original))
+        try:
+            yield
+        finally:
+            setattr(owner, attribute, original)

@@ -1,0 +1,258 @@
+"""How close the network runs to this machine's compute ceiling, and which tile and batch suit the CPU.
+
+Prints Markdown tables; not a timed test.  All in one process, configurations
+alternating within every repeat:
+
+1. the ceiling: large square matrix products, fp32 and bf16;
+2. one forward pass of the default (nuclei) model per layout and precision, as
+   achieved FLOP/s and as a fraction of the matmul ceiling of its precision;
+3. where the network's time goes, per operator (torch.profiler): the
+   convolutions against the memory-bound layers between them;
+4. tile edge x batch: network seconds per megapixel of tiles, and per megapixel
+   of a 4096 x 4096 image once the tile overlap (``tile_layout``) is paid for;
+5. torch threads: one against all;
+6. with ``--compile``: ``torch.compile`` (first call and steady state);
+7. with ``--monai-sweep``: MONAI's ``sliding_window_inference`` roi size and
+   sw_batch_size on a 2048 x 2048 mosaic, to pick MONAI's fastest setting for
+   ``segment_speed.py``.
+
+Usage: python benchmarks/network_throughput.py [--repeats 3] [--threads N] [--compile] [--monai-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from _common import machine, matmul_throughput, median, network_flops, nuclei_mosaic, table, torch_threads
+from napari_unet.core.inference import inference_network, tile_layout
+from napari_unet.core.weights import load_model, resolve_model
+
+IMAGE_EDGE = 4096
+
+
+def forward_seconds(network: nn.Module, batch: int, edge: int, amp: bool, channels_last: bool) -> float:
+    """Seconds of one forward pass (after a warm-up pass)."""
+    x = torch.randn(batch, 1, edge, edge)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        network(x)
+        started = time.perf_counter()
+        network(x)
+        return time.perf_counter() - started
+
+
+def variants(network: nn.Module) -> dict[str, tuple[nn.Module, bool, bool]]:
+    """name -> (network, amp, channels_last)."""
+    plain = copy.deepcopy(network).eval()
+    plain_last = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    folded_last = inference_network(network).to(memory_format=torch.channels_last)
+    return {
+        "fp32, NCHW, batch norm separate": (plain, False, False),
+        "fp32, channels-last, batch norm separate": (plain_last, False, True),
+        "fp32, channels-last, batch norm folded": (folded_last, False, True),
+        "bf16, NCHW, batch norm separate": (plain, True, False),
+        "bf16, channels-last, batch norm separate": (plain_last, True, True),
+        "bf16, channels-last, batch norm folded (default)": (folded_last, True, True),
+    }
+
+
+def alternate(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median seconds of each run, running them in turn ``repeats`` times."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            seconds[name].append(run())
+    return {name: median(values) for name, values in seconds.items()}
+
+
+def layouts_and_precisions(network: nn.Module, edge: int, repeats: int, ceilings: dict[str, float]) -> None:
+    flops = network_flops(network.eval(), (1, 1, edge, edge))
+    runs = {
+        name: (lambda n=net, a=amp, c=last: forward_seconds(n, 1, edge, a, c))
+        for name, (net, amp, last) in variants(network).items()
+    }
+    seconds = alternate(runs, repeats)
+    rows = []
+    for name, value in seconds.items():
+        precision = "bf16" if name.startswith("bf16") else "fp32"
+        achieved = flops / value
+        rows.append(
+            (name, f"{value * 1000:.0f}", f"{achieved / 1e9:.0f}", f"{achieved / ceilings[precision]:.0%}")
+        )
+    print(f"\nOne {edge}x{edge} tile, batch 1 ({flops / 1e9:.1f} GFLOP), median of {repeats}\n")
+    print(table(["network", "ms", "GFLOP/s", "of the matmul ceiling (same precision)"], rows))
+
+
+def operator_profile(network: nn.Module, edge: int) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    groups = {
+        "convolution": ("convolution", "conv2d", "mkldnn_convolution", "_convolution"),
+        "transposed convolution": ("conv_transpose",),
+        "batch norm": ("batch_norm", "native_batch_norm"),
+        "ReLU": ("relu",),
+        "concatenation (skips)": ("cat",),
+        "max pooling": ("max_pool",),
+    }
+    print(f"\nWhere the network's time goes, one {edge}x{edge} tile (torch.profiler, self CPU time)\n")
+    header = ["operator"]
+    shares: dict[str, dict[str, float]] = {}
+    for name, (net, amp, last) in variants(network).items():
+        if "NCHW" in name:  # the layout the CPU path never uses
+            continue
+        x = torch.randn(1, 1, edge, edge).contiguous(
+            memory_format=torch.channels_last if last else torch.contiguous_format
+        )
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            net(x)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(2):
+                    net(x)
+        totals: dict[str, float] = {}
+        for event in prof.key_averages():
+            key = event.key.removeprefix("aten::")
+            group = next((g for g, names in groups.items() if any(key.startswith(n) for n in names)), "other")
+            totals[group] = totals.get(group, 0.0) + event.self_cpu_time_total
+        whole = sum(totals.values())
+        shares[name] = {group: value / whole for group, value in totals.items()}
+        header.append(name)
+    rows = [
+        (group, *(f"{shares[name].get(group, 0.0):.0%}" for name in shares)) for group in [*groups, "other"]
+    ]
+    print(table(header, rows))
+
+
+def tiles_and_batches(network: nn.Module, repeats: int, edges: list[int], batches: list[int]) -> None:
+    folded = inference_network(network).to(memory_format=torch.channels_last)
+    runs = {}
+    for edge in edges:
+        tile, starts = tile_layout(IMAGE_EDGE, edge, 64, 16)  # the tiles a 4096² image gets
+        for batch in batches:
+            runs[(edge, tile, len(starts), batch)] = lambda t=tile, b=batch: forward_seconds(
+                folded, b, t, True, True
+            )
+    seconds = alternate({str(key): run for key, run in runs.items()}, repeats)
+    rows = []
+    for edge, tile, count, batch in runs:
+        per_mp = seconds[str((edge, tile, count, batch))] / (batch * tile * tile / 1e6)
+        overhead = (count * tile) ** 2 / IMAGE_EDGE**2
+        rows.append(
+            (edge, batch, f"{count}x{count} of {tile}", f"{per_mp:.3f}", f"{overhead:.2f}",
+             f"{per_mp * overhead:.3f}")
+        )  # fmt: skip
+    print(f"\nTile edge and batch (bf16, channels-last, folded), median of {repeats}\n")
+    print(
+        table(
+            ["tile_size", "batch", f"tiles on {IMAGE_EDGE}² (overlap 64)", "s per MP of tiles",
+             "tile pixels ÷ image pixels", f"s per MP of the {IMAGE_EDGE}² image"],
+            rows,
+        )
+    )  # fmt: skip
+
+
+def threads(network: nn.Module, edge: int, repeats: int) -> None:
+    folded = inference_network(network).to(memory_format=torch.channels_last)
+    counts = sorted({1, torch.get_num_threads()})
+    runs = {}
+    for count in counts:
+        for amp in (True, False):
+
+            def run(c: int = count, a: bool = amp) -> float:
+                with torch_threads(c):
+                    return forward_seconds(folded, 1, edge, a, True)
+
+            runs[f"{count} thread(s), {'bf16' if amp else 'fp32'}"] = run
+    seconds = alternate(runs, repeats)
+    print(f"\nTorch threads, one {edge}x{edge} tile, median of {repeats}\n")
+    print(table(["setting", "ms"], [(name, f"{value * 1000:.0f}") for name, value in seconds.items()]))
+
+
+def compiled(network: nn.Module, edge: int, repeats: int) -> None:
+    folded = inference_network(network).to(memory_format=torch.channels_last)
+    started = time.perf_counter()
+    fast = torch.compile(folded)
+    first = None
+    x = torch.randn(1, 1, edge, edge).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast(x)
+        first = time.perf_counter() - started
+    seconds = alternate(
+        {
+            "eager": lambda: forward_seconds(folded, 1, edge, True, True),
+            "torch.compile": lambda: forward_seconds(fast, 1, edge, True, True),
+        },
+        repeats,
+    )
+    print(f"\ntorch.compile (inductor), bf16, one {edge}x{edge} tile, median of {repeats}\n")
+    print(
+        table(
+            ["network", "first call (s)", "steady state (ms)"],
+            [("eager", "-", f"{seconds['eager'] * 1000:.0f}"),
+             ("torch.compile", f"{first:.1f}", f"{seconds['torch.compile'] * 1000:.0f}")],
+        )
+    )  # fmt: skip
+
+
+def monai_sweep(repeats: int) -> None:
+    from monai.inferers import sliding_window_inference
+
+    from segment_speed import monai_network
+
+    network = monai_network()
+    image, _ = nuclei_mosaic(2048)
+    x = torch.from_numpy(image.astype("float32") / 4000)[None, None]
+    runs = {}
+    for roi in (256, 512, 1024):
+        for batch in (1, 4):
+
+            def run(r: int = roi, b: int = batch) -> float:
+                started = time.perf_counter()
+                with torch.inference_mode():
+                    sliding_window_inference(x, (r, r), b, network, overlap=0.25, mode="gaussian")
+                return time.perf_counter() - started
+
+            runs[f"roi {roi}, sw_batch_size {batch}"] = run
+    seconds = alternate(runs, repeats)
+    print(f"\nMONAI sliding window (fp32, overlap 0.25, gaussian) on 2048², median of {repeats}\n")
+    print(table(["setting", "seconds"], [(name, f"{value:.1f}") for name, value in seconds.items()]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    parser.add_argument("--edge", type=int, default=512, help="tile edge for tables 2, 3, 5 (default 512)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
+    parser.add_argument("--monai-sweep", action="store_true", help="also time MONAI's roi and batch settings")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}")
+    ceilings = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
+    print(
+        f"large-matmul ceiling: fp32 {ceilings['fp32'] / 1e9:.0f} GFLOP/s, bf16 {ceilings['bf16'] / 1e9:.0f} GFLOP/s"
+    )
+    network = load_model(resolve_model("nuclei")).network.eval()
+    layouts_and_precisions(network, args.edge, args.repeats, ceilings)
+    operator_profile(network, args.edge)
+    tiles_and_batches(network, args.repeats, [256, 384, 512, 768, 1024], [1, 2, 4])
+    threads(network, args.edge, args.repeats)
+    if args.compile:
+        compiled(network, args.edge, args.repeats)
+    if args.monai_sweep:
+        monai_sweep(args.repeats)
+    after = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
+    print(
+        f"\nmatmul ceiling again after the runs: fp32 {after['fp32'] / 1e9:.0f}, bf16 {after['bf16'] / 1e9:.0f} GFLOP/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
