@@ -1,7 +1,10 @@
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +95,68 @@ def test_wrong_axes_and_missing_inputs_are_one_line_errors(
     assert "nope.tif: no such file or folder" in capsys.readouterr().err
     assert main(["segment", str(image), "-o", str(tmp_path), "--model", "nonexistent"]) == 2
     assert "no such model" in capsys.readouterr().err
+
+
+def drifting_discs(planes: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    stack = rng.integers(80, 120, (planes, 64, 64)).astype(np.uint16)
+    for cy, cx in rng.uniform(12, 52, (5, 2)):
+        for z in range(planes):
+            stack[z][(yy - cy - 0.7 * z) ** 2 + (xx - cx) ** 2 < 64] += 900
+    return stack
+
+
+SEGMENT_OPTIONS = ["--stitch", "--device", "cpu", "--diameter", "16"]  # a given size: no estimate, faster
+
+
+@pytest.fixture(scope="module")
+def three_stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Three 8-plane stacks and their labels from an uninterrupted run."""
+    folder = tmp_path_factory.mktemp("stacks")
+    for seed in range(3):
+        tifffile.imwrite(folder / f"s{seed}.tif", drifting_discs(8, seed), photometric="minisblack")
+    reference = tmp_path_factory.mktemp("reference")
+    assert main(["segment", str(folder), "-o", str(reference), *SEGMENT_OPTIONS]) == 0
+    return folder, reference
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_segment_killed_mid_file_resumes_to_the_uninterrupted_result(
+    three_stacks: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, stop: signal.Signals
+) -> None:
+    folder, reference = three_stacks
+    out = tmp_path / "out"
+    command = ["segment", str(folder), "-o", str(out), *SEGMENT_OPTIONS]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "napari_unet.cli", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NAPARI_UNET_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "s0.tif").exists() and list(out.glob(".s1.tif.*.part")):
+            break  # the second stack is being written
+        time.sleep(0.01)
+    assert process.poll() is None, "finished before it could be interrupted"
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+    left = sorted(p.name for p in out.iterdir())
+    if stop == signal.SIGINT:  # Ctrl-C: cleaned up and said so
+        assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert left == ["s0.tif"]
+    else:  # kill -9: only the temporary file of the second stack stays, under a hidden name
+        assert process.returncode == -signal.SIGKILL
+        assert len(left) == 2 and left[0].startswith(".s1.tif.") and left[0].endswith(".part")
+        assert left[1] == "s0.tif"
+
+    assert main(command) == 0
+    assert "skipped" in capsys.readouterr().err  # s0
+    assert sorted(p.name for p in out.iterdir()) == ["s0.tif", "s1.tif", "s2.tif"]
+    for name in ("s0.tif", "s1.tif", "s2.tif"):
+        np.testing.assert_array_equal(tifffile.imread(out / name), tifffile.imread(reference / name))
 
 
 def test_models_lists_bundled_models(capsys: pytest.CaptureFixture) -> None:
