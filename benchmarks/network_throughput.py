@@ -8,9 +8,9 @@ alternating within every repeat:
    achieved FLOP/s and as a fraction of the matmul ceiling of its precision;
 3. where the network's time goes, per operator (torch.profiler): the
    convolutions against the memory-bound layers between them;
-4. tile edge x batch: network seconds per megapixel of tiles, and per megapixel
-   of a 4096 x 4096 image once the tile overlap (``tile_layout``) is paid for;
-5. torch threads: one against all;
+4. tile size x batch: network + blending over a 4096 x 4096 mosaic as
+   ``segment`` runs them (tiles in parallel), with the tiles each setting needs;
+5. torch threads for one tile: one against all (operators split across threads);
 6. with ``--compile``: ``torch.compile`` (first call and steady state);
 7. with ``--monai-sweep``: MONAI's ``sliding_window_inference`` roi size and
    sw_batch_size on a 2048 x 2048 mosaic, to pick MONAI's fastest setting for
@@ -30,10 +30,9 @@ import torch
 from torch import nn
 
 from _common import machine, matmul_throughput, median, network_flops, nuclei_mosaic, table, torch_threads
-from napari_unet.core.inference import inference_network, tile_layout
-from napari_unet.core.weights import load_model, resolve_model
-
-IMAGE_EDGE = 4096
+from napari_unet.core.config import InferenceConfig
+from napari_unet.core.inference import Segmenter, _run, inference_network, tile_layout
+from napari_unet.core.weights import ModelBundle, load_model, resolve_model
 
 
 def forward_seconds(network: nn.Module, batch: int, edge: int, amp: bool, channels_last: bool) -> float:
@@ -129,29 +128,41 @@ def operator_profile(network: nn.Module, edge: int) -> None:
     print(table(header, rows))
 
 
-def tiles_and_batches(network: nn.Module, repeats: int, edges: list[int], batches: list[int]) -> None:
-    folded = inference_network(network).to(memory_format=torch.channels_last)
+def tiles_and_batches(
+    bundle: ModelBundle, size: int, repeats: int, edges: list[int], batches: list[int]
+) -> None:
+    """Network and blending over a ``size``² mosaic, as ``segment`` runs them, per tile size and batch."""
+    image, _ = nuclei_mosaic(size)
+    normalised = Segmenter(bundle, InferenceConfig(device="cpu")).normalise(image[None])
     runs = {}
     for edge in edges:
-        tile, starts = tile_layout(IMAGE_EDGE, edge, 64, 16)  # the tiles a 4096² image gets
         for batch in batches:
-            runs[(edge, tile, len(starts), batch)] = lambda t=tile, b=batch: forward_seconds(
-                folded, b, t, True, True
-            )
+            segmenter = Segmenter(bundle, InferenceConfig(device="cpu", tile_size=edge, batch_size=batch))
+
+            def run(s: Segmenter = segmenter) -> float:
+                started = time.perf_counter()
+                _run(s.predict_normalised(normalised))
+                return time.perf_counter() - started
+
+            runs[(edge, batch)] = run
     seconds = alternate({str(key): run for key, run in runs.items()}, repeats)
     rows = []
-    for edge, tile, count, batch in runs:
-        per_mp = seconds[str((edge, tile, count, batch))] / (batch * tile * tile / 1e6)
-        overhead = (count * tile) ** 2 / IMAGE_EDGE**2
+    for edge, batch in runs:
+        tile, starts = tile_layout(size, edge, 64, bundle.config.size_multiple)
+        overhead = (len(starts) * tile) ** 2 / size**2
+        value = seconds[str((edge, batch))]
         rows.append(
-            (edge, batch, f"{count}x{count} of {tile}", f"{per_mp:.3f}", f"{overhead:.2f}",
-             f"{per_mp * overhead:.3f}")
+            (edge, batch, f"{len(starts)}x{len(starts)} of {tile}", f"{overhead:.2f}", f"{value:.1f}",
+             f"{value / (overhead * size * size / 1e6):.3f}")
         )  # fmt: skip
-    print(f"\nTile edge and batch (bf16, channels-last, folded), median of {repeats}\n")
+    print(
+        f"\nTile size and batch: network + blending over a {size}² mosaic (bf16 where native, tiles in "
+        f"parallel, one per torch thread), median of {repeats}\n"
+    )
     print(
         table(
-            ["tile_size", "batch", f"tiles on {IMAGE_EDGE}² (overlap 64)", "s per MP of tiles",
-             "tile pixels ÷ image pixels", f"s per MP of the {IMAGE_EDGE}² image"],
+            ["tile_size", "batch", "tiles (overlap 64)", "tile pixels ÷ image pixels", "seconds",
+             "s per MP of tiles"],
             rows,
         )
     )  # fmt: skip
@@ -229,6 +240,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--edge", type=int, default=512, help="tile edge for tables 2, 3, 5 (default 512)")
+    parser.add_argument(
+        "--size", type=int, default=4096, help="mosaic edge for the tile table (default 4096)"
+    )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
     parser.add_argument("--monai-sweep", action="store_true", help="also time MONAI's roi and batch settings")
     args = parser.parse_args()
@@ -239,10 +253,11 @@ def main() -> None:
     print(
         f"large-matmul ceiling: fp32 {ceilings['fp32'] / 1e9:.0f} GFLOP/s, bf16 {ceilings['bf16'] / 1e9:.0f} GFLOP/s"
     )
-    network = load_model(resolve_model("nuclei")).network.eval()
+    bundle = load_model(resolve_model("nuclei"))
+    network = bundle.network.eval()
     layouts_and_precisions(network, args.edge, args.repeats, ceilings)
     operator_profile(network, args.edge)
-    tiles_and_batches(network, args.repeats, [256, 384, 512, 768, 1024], [1, 2, 4])
+    tiles_and_batches(bundle, args.size, args.repeats, [256, 384, 512, 768, 1024], [1, 2, 4])
     threads(network, args.edge, args.repeats)
     if args.compile:
         compiled(network, args.edge, args.repeats)

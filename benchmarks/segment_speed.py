@@ -107,6 +107,13 @@ class Unfolded(Segmenter):
         return prepared.to(memory_format=torch.channels_last) if self.channels_last else prepared
 
 
+class OneTileAtATime(Segmenter):
+    """Tiles one after another, each operator split across the torch threads."""
+
+    def _tile_workers(self) -> int:
+        return 1
+
+
 class WholeImageWatershed(Segmenter):
     """The previous post-processing."""
 
@@ -117,8 +124,8 @@ class WholeImageWatershed(Segmenter):
         )
 
 
-class Before(WholeImageWatershed, Unfolded):
-    """Everything as before this work (fp32, batches of 4, fixed-stride tiles, unfolded, old watershed)."""
+class Before(WholeImageWatershed, Unfolded, OneTileAtATime):
+    """As before this work: fp32, batches of 4 tiles one at a time, fixed stride, unfolded, old watershed."""
 
 
 @contextmanager
@@ -363,6 +370,10 @@ def main() -> None:
             Row("  - without bf16 (fp32)", ours(bundle, diameter=diameter, amp=False)),
             Row("  - without channels-last", ours(bundle, Contiguous, diameter=diameter)),
             Row("  - without batch-norm folding", ours(bundle, Unfolded, diameter=diameter)),
+            Row(
+                "  - tiles one at a time (operators threaded)",
+                ours(bundle, OneTileAtATime, diameter=diameter),
+            ),
             Row("  - batches of 4 tiles", ours(bundle, diameter=diameter, batch_size=4)),
             Row("  - fixed-stride tiles", ours(bundle, diameter=diameter, **off)),
             Row("  - tiles of 512", ours(bundle, diameter=diameter, tile_size=512)),
