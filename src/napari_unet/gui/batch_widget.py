@@ -1,0 +1,334 @@
+"""Batch widget: segment folders of TIFF files (or stacks) on disk, in the background.
+
+The same job as ``napari-unet segment``: files stream plane by plane into
+``<output>/<stem>.tif``, complete outputs are skipped (so a cancelled run
+resumes), bad files are reported in the table and the rest go on.  With a
+Dask scheduler address the files run on that cluster instead of here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import napari
+import numpy as np
+import tifffile
+from magicgui.widgets import (
+    CheckBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Table,
+)
+from napari.qt.threading import GeneratorWorker, create_worker
+from qtpy.QtWidgets import QAbstractItemView
+
+from napari_unet.core.batch import BatchSettings, FileResult, segment_files
+from napari_unet.core.config import InferenceConfig
+from napari_unet.core.inference import Segmenter
+from napari_unet.core.io import InputError, find_inputs
+from napari_unet.core.progress import Progress
+from napari_unet.core.stacks import TiffImage
+from napari_unet.gui.model_panel import ModelPanel
+from napari_unet.gui.progress_bar import JobProgress
+from napari_unet.gui.workers import ModelCache, limit_torch_threads
+
+COLUMNS = ("file", "objects", "seconds", "status", "message")
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What a Run click asks for.
+
+    Attributes
+    ----------
+    inputs : list of Path
+    outdir : Path
+    model_path : str
+    device : str
+    settings : BatchSettings
+    scheduler : str
+        Dask scheduler address or scheduler file; empty to run here.
+
+    """
+
+    inputs: list[Path]
+    outdir: Path
+    model_path: str
+    device: str
+    settings: BatchSettings
+    scheduler: str = ""
+
+
+def batch_job(request: BatchRequest, models: ModelCache) -> Generator[Progress, None, None]:
+    """Segment the request's files here or on its Dask cluster; records as :func:`segment_files`."""
+    yield Progress(0, len(request.inputs), "loading the model", {"file": 0.0})
+    bundle = models.get(request.model_path)
+    inference = InferenceConfig(device=request.device)
+    if not request.scheduler:
+        yield from segment_files(
+            request.inputs, request.outdir, Segmenter(bundle, inference), request.settings
+        )
+        return
+    from napari_unet.core.distributed import ModelSpec, connect, segment_files_on_cluster
+
+    yield Progress(0, len(request.inputs), f"connecting to {request.scheduler}", {"file": 0.0})
+    client = connect(request.scheduler)
+    try:
+        spec = ModelSpec.of(bundle, request.model_path, inference)
+        yield from segment_files_on_cluster(request.inputs, request.outdir, spec, client, request.settings)
+    finally:
+        client.close()
+
+
+def _drive(job: Generator[Progress, None, None]) -> Generator[Progress, None, None]:
+    yield from job
+
+
+class BatchWidget(Container):
+    """Segment files or a folder of TIFFs into label files, with a results table.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+
+    Attributes
+    ----------
+    worker : GeneratorWorker or None
+        The running batch, if any.
+    results : dict
+        Input path -> :class:`~napari_unet.core.batch.FileResult` of this run so far.
+
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=False)
+        self._viewer: napari.viewer.Viewer = getattr(viewer, "__wrapped__", viewer)
+        self._models = ModelCache()
+        self.worker: GeneratorWorker | None = None
+        self.results: dict[Path, FileResult] = {}
+        self._rows: dict[Path, int] = {}
+        self._job: Generator[Progress, None, None] = iter(())  # type: ignore[assignment]
+        self._stopped = ""
+
+        self._files = FileEdit(label="Files", mode="rm", nullable=True, filter="*.tif *.tiff")
+        self._folder = FileEdit(label="Folder", mode="d", nullable=True)
+        self._pattern = LineEdit(label="Pattern", value="*", tooltip="files of the folder, e.g. *_dapi.tif")
+        self._output = FileEdit(
+            label="Output", mode="d", nullable=True, tooltip="folder for <input stem>.tif labels"
+        )
+        self._axes = LineEdit(
+            label="Axes", tooltip="empty: each file's own (ImageJ/OME) or a guess; e.g. ZYX"
+        )
+        self._stitch = CheckBox(text="Join objects across planes (3-D)", value=False)
+        self._overwrite = CheckBox(text="Redo outputs that exist", value=False)
+        self._scheduler = LineEdit(
+            label="Dask cluster",
+            tooltip="empty: this computer; else tcp://host:8786 or a scheduler file "
+            "(inputs, output and model at the same paths on the workers)",
+        )
+        self.model = ModelPanel(self._models, self._set_status)
+        self._run = PushButton(text="Run")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._overall = JobProgress(ProgressBar(value=0, min=0, max=1000, visible=False, label="All files"))
+        self._file_bar = ProgressBar(value=0, min=0, max=100, visible=False, label="This file")
+        self._status = Label(value="")
+        self.table = Table(value=([], [], list(COLUMNS)))
+        self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)  # results, not input
+        self.table.native.setMinimumHeight(200)
+        self.table.native.horizontalHeader().setStretchLastSection(True)
+        self._open = PushButton(text="Open selected result")
+
+        # filled after construction: magicgui aligns the labels of widgets added later only
+        inputs = Container(labels=True)
+        inputs.extend(
+            [
+                self._files,
+                self._folder,
+                self._pattern,
+                self._output,
+                self._axes,
+                self._stitch,
+                self._overwrite,
+                self._scheduler,
+            ]
+        )
+        inputs.margins = (0, 0, 0, 0)
+        buttons = Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        bars = Container(labels=True)
+        bars.extend([self._overall.bar, self._file_bar])
+        bars.margins = (0, 0, 0, 0)
+        self.extend([inputs, self.model, buttons, bars, self._status, self.table, self._open])
+        self._run.changed.connect(self.run)
+        self._cancel.changed.connect(self.cancel)
+        self._open.changed.connect(self._on_open_clicked)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def _set_status(self, text: str) -> None:
+        self._status.value = text
+        self._status.tooltip = text
+
+    def set_inputs(
+        self,
+        files: list[Path] | None = None,
+        folder: Path | None = None,
+        pattern: str = "*",
+        output: Path | None = None,
+    ) -> None:
+        """Fill the input and output fields (what a person does with the file dialogs)."""
+        self._files.value = files or None
+        self._folder.value = folder
+        self._pattern.value = pattern
+        self._output.value = output
+
+    def _request(self) -> BatchRequest | None:
+        paths: list[Path] = list(self._files.value or ())
+        if self._folder.value is not None:
+            paths.append(Path(self._folder.value))
+        output = self._output.value
+        if not paths or output is None or self.model.path is None:
+            self._set_status("Choose files or a folder, an output folder and a model first.")
+            return None
+        try:
+            inputs = find_inputs(paths, pattern=str(self._pattern.value).strip() or "*")
+        except InputError as error:
+            self._set_status(str(error))
+            return None
+        if not inputs:
+            self._set_status(f"No TIFF files matching {self._pattern.value!r} in the chosen folder.")
+            return None
+        axes = str(self._axes.value).strip() or None
+        settings = BatchSettings(
+            axes=axes, stitch=bool(self._stitch.value), overwrite=bool(self._overwrite.value)
+        )
+        return BatchRequest(
+            inputs,
+            Path(output),
+            self.model.path,
+            str(self.model.device.value),
+            settings,
+            str(self._scheduler.value).strip(),
+        )
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self) -> GeneratorWorker | None:
+        """Start the batch in a worker (what Run does); ``None`` if nothing was started."""
+        if self.worker is not None:
+            return None
+        request = self._request()
+        if request is None:
+            return None
+        self.results = {}
+        self._rows = {path.resolve(): row for row, path in enumerate(request.inputs)}
+        self.table.value = ([[path.name, "", "", "queued", ""] for path in request.inputs], [], list(COLUMNS))
+        limit_torch_threads()
+        # the widget keeps the job itself to close it when the worker ends: a cancelled job
+        # then removes its temporary file at once, not whenever the generator is collected
+        self._job = batch_job(request, self._models)
+        self._stopped = ""
+        worker = create_worker(_drive, self._job)
+        worker.yielded.connect(self._on_progress)
+        worker.errored.connect(self._on_error)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._overall.start(f"Segmenting {len(request.inputs)} files", len(request.inputs) * 1000)
+        self._file_bar.value, self._file_bar.visible = 0, True
+        self._run.enabled, self._cancel.enabled = False, True
+        where = f"on {request.scheduler}" if request.scheduler else "here"
+        self._set_status(f"Segmenting {len(request.inputs)} file(s) {where} into {request.outdir}…")
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop after the current step; finished outputs stay, the file in progress leaves nothing."""
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _on_progress(self, record: Progress) -> None:
+        if isinstance(record.result, FileResult):
+            self._show_result(record.result)
+        if self.worker is None or self.worker.abort_requested:
+            return  # records the job yielded before it saw the Cancel
+        share = record.metrics.get("file", 0.0)
+        self._overall.update(Progress(round((record.step + share) * 1000), record.total * 1000))
+        self._file_bar.value = round(share * 100) if record.result is None else 100
+        self._status.value = record.message
+
+    def _show_result(self, result: FileResult) -> None:
+        self.results[result.input] = result
+        row = self._rows.get(result.input.resolve())
+        if row is None:
+            return
+        done = result.status == "done"
+        self.table.data[row] = [
+            result.input.name,
+            result.objects if done else "",
+            f"{result.seconds:.1f} s" if done else "",
+            result.status,
+            result.error or (str(result.output) if result.status != "failed" else ""),
+        ]
+
+    def _on_error(self, error: Exception) -> None:
+        self._stopped = f"Batch stopped: {error}"
+
+    def _on_aborted(self) -> None:
+        self._stopped = "Cancelled"
+
+    def _on_finished(self) -> None:
+        self._job.close()
+        self.worker = None
+        self._overall.close()
+        self._file_bar.visible = False
+        self._run.enabled, self._cancel.enabled = True, False
+        counts = {status: 0 for status in ("done", "skipped", "failed")}
+        for result in self.results.values():
+            counts[result.status] += 1
+        summary = f"{counts['done']} segmented, {counts['skipped']} already done, {counts['failed']} failed"
+        if self._stopped == "Cancelled":
+            self._set_status(
+                f"Cancelled after {len(self.results)} file(s) ({summary}): finished outputs are kept; "
+                "Run again to resume."
+            )
+        else:
+            self._set_status(self._stopped or f"Finished: {summary}.")
+
+    # -- results ----------------------------------------------------------------------------
+    def _on_open_clicked(self) -> None:
+        row = self.table.native.currentRow()
+        if row >= 0:
+            self.open_result(row)
+
+    def open_result(self, row: int) -> napari.layers.Labels | None:
+        """Add the input image and the labels of table row ``row`` to the viewer."""
+        result = next((r for r in self.results.values() if self._rows.get(r.input.resolve()) == row), None)
+        if result is None or result.status == "failed" or not result.output.is_file():
+            self._set_status("That file has no result to open.")
+            return None
+        try:
+            with TiffImage(result.output) as labels_file:
+                labels, size = np.asarray(labels_file), labels_file.pixel_size
+            image = tifffile.imread(result.input)
+        except (InputError, OSError, ValueError) as error:
+            self._set_status(str(error))
+            return None
+        scale = None
+        if size is not None:
+            spacing = {"Z": size.z, "Y": size.y, "X": size.x}
+            with tifffile.TiffFile(result.output) as tiff:
+                axes = str(tiff.series[0].axes)
+            scale = [spacing.get(a) or 1.0 for a in axes]
+        with contextlib.suppress(ValueError):  # an image napari cannot show next to them
+            self._viewer.add_image(
+                image, name=result.input.stem, scale=scale if image.ndim == labels.ndim else None
+            )
+        layer = self._viewer.add_labels(labels, name=f"{result.input.stem} labels", scale=scale)
+        self._set_status(f"Opened {result.output.name}: {int(labels.max())} labels.")
+        return layer
