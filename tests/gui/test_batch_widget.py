@@ -103,3 +103,19 @@ def test_batch_without_inputs_or_output_asks_for_them(batch, tmp_path: Path) -> 
     widget.set_inputs(folder=tmp_path, output=tmp_path / "out")
     assert widget.run() is None
     assert "No TIFF files" in widget._status.value
+
+
+def test_batch_on_a_dask_cluster_fills_the_same_table(qtbot, batch, folder: Path, tmp_path: Path) -> None:
+    import distributed
+
+    _, widget = batch
+    widget.set_inputs(folder=folder, pattern="[bs]*.tif", output=tmp_path / "out")  # broken.tif, stack.tif
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        widget._scheduler.value = cluster.scheduler_address
+        assert widget.run() is not None
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert statuses(widget) == {"broken.tif": "failed", "stack.tif": "done"}
+    assert tifffile.imread(tmp_path / "out" / "stack.tif").shape == (3, 128, 128)
+    assert widget._status.value == "Finished: 1 segmented, 0 already done, 1 failed."
