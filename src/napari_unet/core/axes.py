@@ -47,8 +47,8 @@ def normalise_axes(axes: str, shape: tuple[int, ...]) -> str:
     Raises
     ------
     ValueError
-        If the axes do not fit the shape, repeat a letter, lack Y or X, or
-        the image has no pixels (an axis of length 0).
+        If the axes do not fit the shape, repeat a letter, lack Y or X, put X
+        before Y, or the image has no pixels (an axis of length 0).
 
     """
     if 0 in shape:
@@ -60,6 +60,9 @@ def normalise_axes(axes: str, shape: tuple[int, ...]) -> str:
         raise ValueError(f"axes {axes!r} repeat a letter")
     if "Y" not in axes or "X" not in axes:
         raise ValueError(f"axes {axes!r} must include Y and X")
+    if axes.index("X") < axes.index("Y"):
+        # planes are read and written as (Y, X) everywhere; a transposed store would mix them up
+        raise ValueError(f"axes {axes!r} put X before Y; transpose the image so that Y comes first")
     return axes
 
 

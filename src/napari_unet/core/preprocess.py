@@ -72,9 +72,10 @@ def percentile_normalise(
     """
     raw = np.asarray(image)
     check_pixel_type(raw.dtype)
-    # 64-bit pixels keep their precision until the offset is gone: in float32, 2**40 + 100
-    # and 2**40 are the same number and such an image would look constant
-    data = raw.astype(np.float64 if raw.dtype.itemsize > 4 else np.float32, copy=False)
+    # pixels float32 cannot hold exactly keep their precision until the offset is gone: in
+    # float32, 2**40 + 100 and 2**40 are the same number and such an image would look constant
+    exact_in_float32 = raw.dtype.itemsize <= 2 or raw.dtype == np.float32
+    data = raw.astype(np.float32 if exact_in_float32 else np.float64, copy=False)
     squeeze = data.ndim == 2
     if squeeze:
         data = data[None]
@@ -99,11 +100,25 @@ def percentile_normalise(
     return out[0] if squeeze else out
 
 
-def match_channels(image: NDArray[np.float32], channels: int) -> NDArray[np.float32]:
+def match_channels(
+    image: NDArray[np.float32], channels: int, low: float = 1.0, high: float = 99.8
+) -> NDArray[np.float32]:
     """Adapt a ``(C, Y, X)`` image to the model's input channel count.
 
     A 1-channel model gets the mean of the input channels (an RGB image gets
-    its luminance); a multi-channel model gets a single channel repeated.
+    its luminance), normalised again: objects in one channel of several (nuclei
+    in the blue of an RGB composite, or in one of seven stains) would otherwise
+    reach the network at a fraction of their contrast and be missed.  A
+    multi-channel model gets a single channel repeated.
+
+    Parameters
+    ----------
+    image : ndarray of float32, shape (C, Y, X)
+        Normalised channels (see :func:`percentile_normalise`).
+    channels : int
+        The model's input channels.
+    low, high : float
+        Percentiles for normalising a reduced image again.
 
     Raises
     ------
@@ -116,8 +131,10 @@ def match_channels(image: NDArray[np.float32], channels: int) -> NDArray[np.floa
         return image
     if channels == 1:
         if have in (3, 4):
-            return np.tensordot(_RGB_TO_GREY, image[:3], axes=1)[None].astype(np.float32)
-        return image.mean(axis=0, keepdims=True)
+            grey = np.tensordot(_RGB_TO_GREY, image[:3], axes=1)
+        else:
+            grey = image.mean(axis=0)
+        return percentile_normalise(grey, low, high)[None]
     if have == 1:
         return np.repeat(image, channels, axis=0)
     raise ValueError(f"the model takes {channels} channels but the image has {have}")
