@@ -123,6 +123,24 @@ def _load(model: str):  # noqa: ANN202 - returns a ModelBundle (imported lazily)
     return load_model(resolve_model(model))
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (created if missing), or ``None`` if they can.
+
+    Asked once up front, so that a read-only or missing drive gives one line, not one per input.
+    """
+    import tempfile
+
+    if folder.exists() and not folder.is_dir():
+        return "it is a file"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from napari_unet.core.batch import BatchSettings, segment_files
     from napari_unet.core.config import InferenceConfig
@@ -141,6 +159,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         amp=args.amp,
     )
+    if not args.scheduler and (problem := _unwritable(Path(args.output))):
+        _error(f"cannot write to the output folder {args.output}: {problem}")
+        return 2
     bundle = _load(args.model)
     settings = BatchSettings(
         axes=args.axes, stitch=args.stitch, overwrite=args.overwrite, overlay=args.overlay
@@ -434,6 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted; completed outputs are kept, re-run to resume")
         return 130
+    except Exception as error:  # a bug: still one line for the user; the traceback on request
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        reason = str(error).splitlines()[0] if str(error) else ""
+        _error(f"unexpected {type(error).__name__}: {reason} (set NAPARI_UNET_DEBUG=1 for the traceback)")
+        return 3
 
 
 if __name__ == "__main__":

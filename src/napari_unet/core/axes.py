@@ -13,7 +13,9 @@ import numpy as np
 
 SPATIAL = "YX"
 CHANNEL = "C"
-_TIFFFILE_ALIASES = {"S": "C", "I": "Z", "Q": "Z"}
+_TIFFFILE_ALIASES = {"S": "C"}
+_UNNAMED_STACKS = "IQ"  # tifffile's "image sequence" and "unknown": one letter for every such axis
+_STACK_NAMES = "ZTUVWABDEFGHJKLMNOPR"
 
 
 def guess_axes(shape: tuple[int, ...]) -> str:
@@ -42,7 +44,11 @@ def guess_axes(shape: tuple[int, ...]) -> str:
 
 
 def normalise_axes(axes: str, shape: tuple[int, ...]) -> str:
-    """Upper-case ``axes``, map tifffile letters (S -> C, I/Q -> Z), and check them.
+    """Upper-case ``axes``, map tifffile letters, and check them.
+
+    tifffile's ``S`` (samples) is ``C``; its ``I`` and ``Q`` (sequence, unknown)
+    become stack axes named from ``Z``, ``T``, ``U``... (each a letter not used
+    otherwise), so a plain 6-D TIFF (``QQQQYX``) reads as ``ZTUVYX``.
 
     Raises
     ------
@@ -53,7 +59,9 @@ def normalise_axes(axes: str, shape: tuple[int, ...]) -> str:
     """
     if 0 in shape:
         raise ValueError(f"the image is empty: shape {tuple(shape)} has an axis of length 0")
-    axes = "".join(_TIFFFILE_ALIASES.get(a, a) for a in axes.upper())
+    letters = [_TIFFFILE_ALIASES.get(a, a) for a in axes.upper()]
+    free = iter(a for a in _STACK_NAMES if a not in letters)
+    axes = "".join(next(free) if a in _UNNAMED_STACKS else a for a in letters)
     if len(axes) != len(shape):
         raise ValueError(f"axes {axes!r} do not match an array with {len(shape)} dimensions {shape}")
     if len(set(axes)) != len(axes):

@@ -129,9 +129,15 @@ def load_plain_data(source: str | os.PathLike[str] | IO[bytes], name: str | os.P
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        # torch's first lines advise loading with weights_only=False (running the file's code);
+        # the line that says what was refused comes later
+        boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if not line.startswith(boilerplate)), "unsafe content")
+        if reason.startswith("Unsupported operand"):  # not a pickle at all: random or foreign bytes
+            raise ModelFileError(f"{name}: not a readable model file (corrupt: {reason})") from None
         raise ModelFileError(
-            f"{name}: refused to load: the file holds objects other than plain data ({first_line})"
+            f"{name}: refused to load: the file holds objects other than plain data ({reason})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
