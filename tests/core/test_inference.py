@@ -126,32 +126,30 @@ def test_progress_is_reported_and_stopping_early_leaves_no_result() -> None:
         next(job)
 
 
-@pytest.mark.parametrize("tile_size", [None, 512])
-def test_tiled_equals_untiled_on_a_real_image(nuclei_val: Path, tile_size: int | None) -> None:
-    """Tiles blended over their overlap (64 px) agree with one whole-image pass.
+def test_tiled_equals_untiled_on_a_real_image(nuclei_val: Path) -> None:
+    """Default tiles blended over their overlap (64 px) agree with one whole-image pass.
 
     Zero padding at tile borders changes the network's output within its
     receptive field (~200 px for 4 poolings); linear ramps over the overlap
     suppress most of that.  Measured on the largest validation image
-    (603 x 1272, float32): default tiles max |dp| 0.057, mean 2e-5, labels
-    identical; tiles of 512 max 0.19, mean 9e-5, 1 of 298 objects differs.
+    (603 x 1272, float32, two tiles of 608 x 672): max |dp| 0.057, mean 2e-5,
+    the same labels.  (Tiles of 512: max 0.19, mean 9e-5, 1 of 298 objects differs.)
     """
     path = max(sorted((nuclei_val / "images").glob("*.tif")), key=lambda p: tifffile.imread(p).size)
     image = tifffile.imread(path)
     bundle = load_model(resolve_model("nuclei"))
     whole = Segmenter(bundle, InferenceConfig(device="cpu", tile_size=4096, amp=False))
-    tiles = {} if tile_size is None else {"tile_size": tile_size}
-    tiled = Segmenter(bundle, InferenceConfig(device="cpu", amp=False, **tiles))
+    tiled = Segmenter(bundle, InferenceConfig(device="cpu", amp=False))
     normalised = whole.normalise(image[None])
     p_whole = _run(whole.predict_normalised(normalised))
     p_tiled = _run(tiled.predict_normalised(normalised))
     assert max(image.shape) > tiled.inference.tile_size  # really tiled
     difference = np.abs(p_whole - p_tiled)
-    assert difference.max() < 0.25
-    assert difference.mean() < 2e-4
+    assert difference.max() < 0.1
+    assert difference.mean() < 1e-4
     labels_whole = whole.labels(PlaneOutputs(p_whole, 1.0))
     labels_tiled = whole.labels(PlaneOutputs(p_tiled, 1.0))
-    assert average_precision(labels_whole, labels_tiled, thresholds=[0.5])[0] > 0.98
+    assert average_precision(labels_whole, labels_tiled, thresholds=[0.9])[0] > 0.98
 
 
 def test_mixed_precision_keeps_the_labels_of_float32(nuclei_val: Path) -> None:

@@ -144,6 +144,8 @@ class InferenceConfig:
     tile_size : int
         Largest edge of the square tiles fed to the network (rounded up to the
         model's size multiple); tiles are shrunk to cover the image evenly.
+        768 was fastest on CPU among 256-1024 (benchmarks/network_throughput.py)
+        and leaves the fewest seams.
     tile_overlap : int
         Least number of pixels shared by neighbouring tiles; outputs are
         blended across them.
@@ -162,7 +164,7 @@ class InferenceConfig:
 
     """
 
-    tile_size: int = 512
+    tile_size: int = 768
     tile_overlap: int = 64
     batch_size: int | None = None
     device: DeviceName = "auto"
