@@ -4,13 +4,16 @@ Prints Markdown tables; not a timed test.  All in one process, configurations
 alternating within every repeat:
 
 1. the ceiling: large square matrix products, fp32 and bf16;
-2. one forward pass of the default (nuclei) model per layout and precision, as
-   achieved FLOP/s and as a fraction of the matmul ceiling of its precision;
+2. one forward pass of the default (nuclei) model on one thread (``segment``
+   runs each tile on one core) per layout and precision, as achieved FLOP/s and
+   as a fraction of the one-thread matmul ceiling of its precision;
 3. where the network's time goes, per operator (torch.profiler): the
    convolutions against the memory-bound layers between them;
-4. tile size x batch: network + blending over a 4096 x 4096 mosaic as
-   ``segment`` runs them (tiles in parallel), with the tiles each setting needs;
-5. torch threads for one tile: one against all (operators split across threads);
+4. threads: one tile on one thread, one tile with its operators split across
+   all threads, and one tile per thread at once (``segment``'s way), against the
+   ceiling on as many threads;
+5. tile size x batch: network + blending over a 4096 x 4096 mosaic as
+   ``segment`` runs them, with the tiles each setting needs (repeats - 1 runs);
 6. with ``--compile``: ``torch.compile`` (first call and steady state);
 7. with ``--monai-sweep``: MONAI's ``sliding_window_inference`` roi size and
    sw_batch_size on a 2048 x 2048 mosaic, to pick MONAI's fastest setting for
@@ -85,7 +88,10 @@ def layouts_and_precisions(network: nn.Module, edge: int, repeats: int, ceilings
         rows.append(
             (name, f"{value * 1000:.0f}", f"{achieved / 1e9:.0f}", f"{achieved / ceilings[precision]:.0%}")
         )
-    print(f"\nOne {edge}x{edge} tile, batch 1 ({flops / 1e9:.1f} GFLOP), median of {repeats}\n")
+    print(
+        f"\nOne {edge}x{edge} tile, batch 1 ({flops / 1e9:.1f} GFLOP), {torch.get_num_threads()} thread(s), "
+        f"median of {repeats}\n"
+    )
     print(table(["network", "ms", "GFLOP/s", "of the matmul ceiling (same precision)"], rows))
 
 
@@ -168,21 +174,44 @@ def tiles_and_batches(
     )  # fmt: skip
 
 
-def threads(network: nn.Module, edge: int, repeats: int) -> None:
+def threads(network: nn.Module, edge: int, repeats: int, ceilings: dict[int, dict[str, float]]) -> None:
+    """One tile on one thread, one tile split across all threads, one tile per thread at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     folded = inference_network(network).to(memory_format=torch.channels_last)
-    counts = sorted({1, torch.get_num_threads()})
-    runs = {}
-    for count in counts:
-        for amp in (True, False):
+    flops = network_flops(network.eval(), (1, 1, edge, edge))
+    count = torch.get_num_threads()
+    pool = ThreadPoolExecutor(count, initializer=torch.set_num_threads, initargs=(1,))
+    runs: dict[str, Callable[[], float]] = {}
+    for amp in (True, False):
+        precision = "bf16" if amp else "fp32"
 
-            def run(c: int = count, a: bool = amp) -> float:
-                with torch_threads(c):
-                    return forward_seconds(folded, 1, edge, a, True)
+        def one(a: bool = amp) -> float:
+            with torch_threads(1):
+                return forward_seconds(folded, 1, edge, a, True)
 
-            runs[f"{count} thread(s), {'bf16' if amp else 'fp32'}"] = run
+        def split(a: bool = amp) -> float:
+            return forward_seconds(folded, 1, edge, a, True)
+
+        def parallel(a: bool = amp) -> float:
+            started = time.perf_counter()
+            list(pool.map(lambda _: forward_seconds(folded, 1, edge, a, True), range(count)))
+            return (time.perf_counter() - started) / count  # per tile (each pass is timed after a warm-up)
+
+        runs[f"{precision}: 1 tile, 1 thread|1"] = one
+        runs[f"{precision}: 1 tile, operators split across {count} threads|{count}"] = split
+        runs[f"{precision}: {count} tiles at once, 1 thread each (segment's way)|{count}"] = parallel
     seconds = alternate(runs, repeats)
-    print(f"\nTorch threads, one {edge}x{edge} tile, median of {repeats}\n")
-    print(table(["setting", "ms"], [(name, f"{value * 1000:.0f}") for name, value in seconds.items()]))
+    pool.shutdown()
+    rows = []
+    for key, value in seconds.items():
+        name, cores = key.split("|")
+        precision = name[:4]
+        achieved = flops / value
+        ceiling = ceilings[int(cores)][precision]
+        rows.append((name, f"{value * 1000:.0f}", f"{achieved / 1e9:.0f}", f"{achieved / ceiling:.0%}"))
+    print(f"\nThreads: {edge}x{edge} tiles, median of {repeats}\n")
+    print(table(["setting", "ms per tile", "GFLOP/s", "of the matmul ceiling on as many threads"], rows))
 
 
 def compiled(network: nn.Module, edge: int, repeats: int) -> None:
@@ -239,7 +268,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
-    parser.add_argument("--edge", type=int, default=512, help="tile edge for tables 2, 3, 5 (default 512)")
+    parser.add_argument(
+        "--edge", type=int, default=736, help="tile edge for tables 2-4 (default 736: a 4096² image's tiles)"
+    )
     parser.add_argument(
         "--size", type=int, default=4096, help="mosaic edge for the tile table (default 4096)"
     )
@@ -249,23 +280,33 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
-    ceilings = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
-    print(
-        f"large-matmul ceiling: fp32 {ceilings['fp32'] / 1e9:.0f} GFLOP/s, bf16 {ceilings['bf16'] / 1e9:.0f} GFLOP/s"
-    )
+    count = torch.get_num_threads()
+    ceilings = {}
+    for threads_used in sorted({1, count}):
+        with torch_threads(threads_used):
+            ceilings[threads_used] = {
+                "fp32": matmul_throughput(torch.float32),
+                "bf16": matmul_throughput(torch.bfloat16),
+            }
+        print(
+            f"large-matmul ceiling on {threads_used} thread(s): fp32 {ceilings[threads_used]['fp32'] / 1e9:.0f} "
+            f"GFLOP/s, bf16 {ceilings[threads_used]['bf16'] / 1e9:.0f} GFLOP/s"
+        )
     bundle = load_model(resolve_model("nuclei"))
     network = bundle.network.eval()
-    layouts_and_precisions(network, args.edge, args.repeats, ceilings)
-    operator_profile(network, args.edge)
-    tiles_and_batches(bundle, args.size, args.repeats, [256, 384, 512, 768, 1024], [1, 2, 4])
-    threads(network, args.edge, args.repeats)
+    with torch_threads(1):  # segment runs each tile on one core
+        layouts_and_precisions(network, args.edge, args.repeats, ceilings[1])
+        operator_profile(network, args.edge)
+    threads(network, args.edge, args.repeats, ceilings)
+    tiles_and_batches(bundle, args.size, max(1, args.repeats - 1), [384, 512, 768, 1024], [1, 2])
     if args.compile:
         compiled(network, args.edge, args.repeats)
     if args.monai_sweep:
         monai_sweep(args.repeats)
     after = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
     print(
-        f"\nmatmul ceiling again after the runs: fp32 {after['fp32'] / 1e9:.0f}, bf16 {after['bf16'] / 1e9:.0f} GFLOP/s"
+        f"\nmatmul ceiling on {count} thread(s) again after the runs: fp32 {after['fp32'] / 1e9:.0f}, "
+        f"bf16 {after['bf16'] / 1e9:.0f} GFLOP/s"
     )
 
 
