@@ -19,9 +19,10 @@ of them alike:
 Usage::
 
     pip install -e .[bench]
-    python benchmarks/segment_speed.py [--size 4096] [--repeats 3] [--threads N] [--quick]
+    python benchmarks/segment_speed.py [--size 4096] [--repeats 3] [--threads N] [--part headline]
 
-``--quick`` keeps the default, "before" and MONAI rows only.
+``--part headline`` runs ours, "before" and MONAI; ``--part ablations`` ours with each
+optimisation switched off (ratios to the first row); the default runs both.
 """
 
 from __future__ import annotations
@@ -44,7 +45,16 @@ from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 from torch import nn
 
-from _common import Stopwatch, machine, matmul_throughput, median, network_flops, nuclei_mosaic, table
+from _common import (
+    Stopwatch,
+    machine,
+    matmul_throughput,
+    median,
+    network_flops,
+    nuclei_mosaic,
+    table,
+    torch_threads,
+)
 from napari_unet.core import batch as batch_module
 from napari_unet.core import inference as inference_module
 from napari_unet.core.batch import BatchSettings, segment_files
@@ -205,14 +215,18 @@ def ours(
 
 
 def monai_pass(
-    network: nn.Module, normalised: torch.Tensor, amp: bool, sw_batch: int = 1
+    network: nn.Module, normalised: torch.Tensor, amp: bool, sw_batch: int = 1, threads: int | None = None
 ) -> Callable[[Path, Stopwatch], dict[str, Any]]:
     """MONAI's sliding-window network pass over the normalised image."""
     from monai.inferers import sliding_window_inference
 
     def run(path: Path, stopwatch: Stopwatch) -> dict[str, Any]:
         started = time.perf_counter()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with (
+            torch_threads(threads),
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp),
+        ):
             sliding_window_inference(
                 normalised, (MONAI_ROI, MONAI_ROI), sw_batch, network, overlap=0.25, mode="gaussian"
             )
@@ -269,7 +283,8 @@ def report_rows(rows: list[Row], reference: Row, size: int, truth: np.ndarray) -
                 " ".join(f"{s:.1f}" for s in row.seconds),
             )
         )
-    print(table(["configuration", "seconds", f"÷ {reference.name}", "AP@0.5 vs truth", "runs (s)"], lines))
+    print(table(["configuration", "seconds", "÷ reference", "AP@0.5 vs truth", "runs (s)"], lines))
+    print(f"\nreference: {reference.name.strip()}")
 
 
 def report_phases(row: Row, flops_per_pixel: float, pixels: int, ceilings: dict[str, float]) -> None:
@@ -341,7 +356,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096, help="mosaic edge in pixels (default 4096)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
-    parser.add_argument("--quick", action="store_true", help="default, before and MONAI rows only")
+    parser.add_argument(
+        "--part",
+        choices=["headline", "ablations", "all"],
+        default="all",
+        help="headline: ours, before and MONAI; ablations: ours with each optimisation off",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -361,35 +381,36 @@ def main() -> None:
         None
     ]
     off = {"tile_layout": previous_tile_layout}
-    rows = [
+    scale_one = Row(f"ours, default, diameter {diameter:g} (scale 1)", ours(bundle, diameter=diameter))
+    headline = [
         Row("ours, default (object size estimated)", ours(bundle)),
-        Row(f"ours, default, diameter {diameter:g} (scale 1)", ours(bundle, diameter=diameter)),
-    ]
-    if not args.quick:
-        rows += [
-            Row("  - without bf16 (fp32)", ours(bundle, diameter=diameter, amp=False)),
-            Row("  - without channels-last", ours(bundle, Contiguous, diameter=diameter)),
-            Row("  - without batch-norm folding", ours(bundle, Unfolded, diameter=diameter)),
-            Row(
-                "  - tiles one at a time (operators threaded)",
-                ours(bundle, OneTileAtATime, diameter=diameter),
-            ),
-            Row("  - batches of 4 tiles", ours(bundle, diameter=diameter, batch_size=4)),
-            Row("  - fixed-stride tiles", ours(bundle, diameter=diameter, **off)),
-            Row("  - tiles of 512", ours(bundle, diameter=diameter, tile_size=512)),
-            Row("  - whole-image watershed", ours(bundle, WholeImageWatershed, diameter=diameter)),
-            Row("  - 1 torch thread", ours(bundle, diameter=diameter, threads=1)),
-        ]
-    rows += [
+        scale_one,
         Row(
-            "before this work (all of the above off)",
+            "before this work (all of the optimisations below off)",
             ours(bundle, Before, diameter=diameter, amp=False, batch_size=4, tile_size=512, **off),
         ),
         Row(
             f"MONAI sliding window, network only, fp32 (roi {MONAI_ROI})", monai_pass(peer, normalised, False)
         ),
+        Row(
+            "MONAI sliding window, network only, fp32, 1 torch thread",
+            monai_pass(peer, normalised, False, threads=1),
+        ),
         Row("MONAI sliding window, network only, bf16 autocast", monai_pass(peer, normalised, True)),
     ]
+    ablations = [
+        scale_one,
+        Row("  - without bf16 (fp32)", ours(bundle, diameter=diameter, amp=False)),
+        Row("  - without channels-last", ours(bundle, Contiguous, diameter=diameter)),
+        Row("  - without batch-norm folding", ours(bundle, Unfolded, diameter=diameter)),
+        Row("  - tiles one at a time (operators threaded)", ours(bundle, OneTileAtATime, diameter=diameter)),
+        Row("  - batches of 4 tiles", ours(bundle, diameter=diameter, batch_size=4)),
+        Row("  - fixed-stride tiles", ours(bundle, diameter=diameter, **off)),
+        Row("  - tiles of 512", ours(bundle, diameter=diameter, tile_size=512)),
+        Row("  - whole-image watershed", ours(bundle, WholeImageWatershed, diameter=diameter)),
+        Row("  - 1 torch thread", ours(bundle, diameter=diameter, threads=1)),
+    ]
+    rows = {"headline": headline, "ablations": ablations, "all": [*headline, *ablations[1:]]}[args.part]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "mosaic.tif"
         tifffile.imwrite(path, image, photometric="minisblack")
@@ -404,10 +425,12 @@ def main() -> None:
                     row.info["ap50"] = float(average_precision(truth, result["labels"], thresholds=[0.5])[0])
                     row.info["amp"] = result["amp"]
                 print(f"  run {repeat + 1}: {row.name}: {result['seconds']:.1f} s", flush=True)
-    monai_fp32 = next(row for row in rows if row.name.startswith("MONAI") and "fp32" in row.name)
-    report_rows(rows, monai_fp32, args.size, truth)
-    for row in rows[:2]:
-        report_phases(row, flops_per_pixel, image.size, ceilings)
+    peers = [row for row in rows if row.name.startswith("MONAI") and "fp32" in row.name]
+    reference = min(peers, key=lambda row: median(row.seconds)) if peers else rows[0]
+    report_rows(rows, reference, args.size, truth)
+    for row in rows:
+        if row.name.startswith("ours, default"):
+            report_phases(row, flops_per_pixel, image.size, ceilings)
     after = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
     print(
         f"\nmatmul ceiling again after the runs: fp32 {after['fp32'] / 1e9:.0f}, "

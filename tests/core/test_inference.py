@@ -244,3 +244,21 @@ def _run_segment(segmenter: Segmenter, image: np.ndarray) -> Segmentation:
         result = record.result or result
     assert result is not None
     return result
+
+
+def test_size_estimate_is_the_same_on_one_thread_and_on_two(nuclei_val: Path) -> None:
+    """The two starting scales run in parallel on several threads; the estimate must not change."""
+    image = tifffile.imread(sorted((nuclei_val / "images").glob("*.tif"))[2])
+    segmenter = Segmenter(load_model(resolve_model("nuclei")), InferenceConfig(device="cpu", amp=False))
+    normalised = segmenter.normalise(image[None])
+    threads = torch.get_num_threads()
+    try:
+        estimates = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            estimates.append(segmenter.estimate_diameter(normalised))
+            assert torch.get_num_threads() == count
+    finally:
+        torch.set_num_threads(threads)
+    assert estimates[0] is not None
+    assert estimates[0] == pytest.approx(estimates[1], rel=1e-3)

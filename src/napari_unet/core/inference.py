@@ -314,7 +314,7 @@ class Segmenter:
                 yield chunk, self._forward(tiles(chunk))
             return
         threads = torch.get_num_threads()
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="napari-unet-tile", initializer=_one_thread)
+        pool = _thread_pool(workers, threads)
         pending: deque[tuple[list[tuple[int, int]], Future[NDArray[np.float32]]]] = deque()
         try:
             for chunk in chunks:
@@ -355,7 +355,17 @@ class Segmenter:
         smaller.  ``None`` if nothing is found.
         """
         target = self.bundle.preprocess.object_diameter
-        estimates = [e for e in (self._refine_diameter(normalised, s) for s in (1.0, 0.25)) if e]
+        starts = (1.0, 0.25)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and threads > 1:  # the two refinements are independent: one per core
+            try:
+                with _thread_pool(len(starts), threads) as pool:
+                    found = list(pool.map(lambda start: self._refine_diameter(normalised, start), starts))
+            finally:
+                torch.set_num_threads(threads)  # the workers changed torch's process-wide default
+        else:
+            found = [self._refine_diameter(normalised, start) for start in starts]
+        estimates = [estimate for estimate in found if estimate]
         if not estimates:
             return None
         near = [d for d, seen in estimates if abs(math.log(seen / target)) < math.log(1.6)]
@@ -476,8 +486,12 @@ class Segmenter:
         )
 
 
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+def _thread_pool(workers: int, threads: int) -> ThreadPoolExecutor:
+    """``workers`` threads sharing ``threads`` torch threads (the caller restores torch's setting after)."""
+    share = max(1, threads // workers)
+    return ThreadPoolExecutor(
+        workers, thread_name_prefix="napari-unet", initializer=lambda: torch.set_num_threads(share)
+    )
 
 
 def _run(generator: Generator[Progress, None, Any]) -> Any:
