@@ -81,6 +81,7 @@ class FineTunePanel(Container):
         self._job: FineTuneJob | None = None
         self._keep = False
         self._saving: FunctionWorker | None = None
+        self._closed = False  # the widget is gone: its Qt parts are deleted, only jobs remain
 
         self._steps = SpinBox(label="Steps", value=100, min=1, max=100_000, step=10)
         self._continuous = CheckBox(text="Keep training while I correct", value=False)
@@ -157,7 +158,15 @@ class FineTunePanel(Container):
         worker.start()
         return worker
 
+    def shut_down(self) -> None:
+        """The widget is going: stop training (a "Stop and keep" save under way still completes)."""
+        self._closed = True
+        if self.worker is not None:
+            self.worker.quit()
+
     def _on_progress(self, record: Progress) -> None:
+        if self._closed:
+            return
         self._progress.update(record)
         if "loss" in record.metrics:
             self.loss_plot.append(record.metrics["loss"])
@@ -183,15 +192,19 @@ class FineTunePanel(Container):
     def _on_returned(self, result: tuple[ModelBundle, ModelVersion]) -> None:
         bundle, version = result
         self._models.put(bundle)
+        if self._closed:
+            return
         self._set_status(f"Saved {version.name} ({version.path}).")
         self._on_saved(version)
 
     def _on_aborted(self) -> None:
         kept = self._job.kept_result() if self._keep and self._job is not None else None
         if kept is None:
-            self._set_status("Stopped: the model is unchanged.")
+            if not self._closed:
+                self._set_status("Stopped: the model is unchanged.")
             return
-        self._set_status("Saving the weights trained so far…")
+        if not self._closed:
+            self._set_status("Saving the weights trained so far…")
         # saved in a worker too; the panel counts as running until the version exists
         self._saving = worker = save_worker(kept)
         worker.returned.connect(self._on_returned)
@@ -199,6 +212,8 @@ class FineTunePanel(Container):
         worker.finished.connect(self._on_finished)
 
     def _on_errored(self, error: Exception) -> None:
+        if self._closed:
+            return
         self._set_status(f"Fine-tuning failed: {error}")
         show_error(f"Fine-tuning failed: {error}")
 
@@ -209,6 +224,8 @@ class FineTunePanel(Container):
             return
         self.worker = None
         self._job = None
+        if self._closed:
+            return
         self._progress.close()
         self._finetune.enabled = True
         self._stop.enabled = self._stop_keep.enabled = False

@@ -39,6 +39,11 @@ class CorrectionRecorder:
     parent : QObject, optional
         Owner of the save timer (the widget), so that it stops with it.
 
+    Attributes
+    ----------
+    edit_count : int
+        Edits (strokes, fills, erasures) recorded so far, on any layer.
+
     """
 
     def __init__(self, corrections: CorrectionSet, parent: QObject | None = None) -> None:
@@ -54,6 +59,7 @@ class CorrectionRecorder:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-unet-corrections")
         self._pending: list[Future[Any]] = []
         self.write_error: BaseException | None = None
+        self.edit_count = 0
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
@@ -95,6 +101,7 @@ class CorrectionRecorder:
         return self.tracker.edited_planes() if self.tracker is not None else set()
 
     def _on_edit(self, planes: set[Plane]) -> None:
+        self.edit_count += 1
         self._dirty |= planes
         self._timer.start()
 

@@ -79,6 +79,11 @@ class SegmentWidget(Container):
         self._viewer: napari.viewer.Viewer = getattr(viewer, "__wrapped__", viewer)
         self.confirm: Callable[[str], bool] = _ask_yes_no
         self.segment_worker: GeneratorWorker | None = None
+        self._segmenting: napari.layers.Image | None = None  # the image the running worker reads
+        self._stop_reason = ""
+        self._resegment_when_done = False
+        self._edits_at_finetune = 0
+        self._closed = False
         self._models = ModelCache()
         self._corrections = CorrectionSet(CorrectionStore(default_corrections_dir()))
         self.recorder = CorrectionRecorder(self._corrections, parent=self.native)
@@ -105,7 +110,7 @@ class SegmentWidget(Container):
             self._corrections,
             model_path=lambda: self.model.path,
             device=lambda: str(self.model.device.value),
-            before_start=lambda: self.recorder.flush(wait=True),
+            before_start=self._before_finetune,
             on_saved=self._on_version_saved,
         )
         image_panel = Container(
@@ -134,8 +139,8 @@ class SegmentWidget(Container):
         self.model.model.changed.connect(self._on_model_changed)
         self._segment.changed.connect(self._on_segment_clicked)
         self._cancel.changed.connect(self._on_cancel_clicked)
-        # edits of the last ~0.3 s are written when the widget goes (window closed)
-        self.native.destroyed.connect(lambda *_: self.recorder.flush(wait=True))
+        # a lambda holds the widget: a bound method would be a weak reference, gone by then
+        self.native.destroyed.connect(lambda *_: self._on_destroyed())
         self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.layers.events.reordered.connect(self._on_layers_changed)
@@ -159,6 +164,32 @@ class SegmentWidget(Container):
 
     def _on_layers_changed(self, _: Any = None) -> None:
         self._image.reset_choices()
+        if self.segment_worker is not None and self._segmenting not in self._viewer.layers:
+            self._stop_reason = "the image layer was removed"
+            self.segment_worker.quit()
+
+    def _on_destroyed(self) -> None:
+        """The window (or this dock widget) closed: stop jobs; results may no longer touch widgets."""
+        self._closed = True
+        for event, callback in (
+            (self._viewer.layers.events.inserted, self._on_layer_inserted),
+            (self._viewer.layers.events.removed, self._on_layers_changed),
+            (self._viewer.layers.events.reordered, self._on_layers_changed),
+        ):
+            event.disconnect(callback)
+        if self.segment_worker is not None:
+            self.segment_worker.quit()
+        self.finetune.shut_down()
+        self.recorder.flush(wait=True)  # edits of the last ~0.3 s
+
+    def _alive(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """``callback`` for a worker signal: ignored once the widget is gone (its Qt parts are deleted)."""
+
+        def call(*args: Any) -> None:
+            if not self._closed:
+                callback(*args)
+
+        return call
 
     # -- image and axes -------------------------------------------------------------------
     def _set_status(self, text: str) -> None:
@@ -272,13 +303,16 @@ class SegmentWidget(Container):
         created = labels_name(layer) not in self._viewer.layers
         labels_layer = ensure_labels_layer(self._viewer, layer, axes)
         worker = segment_worker(request, self._models)
-        worker.yielded.connect(self._on_segment_progress)
-        worker.returned.connect(lambda result: self._on_segmented(layer, labels_layer, request, *result))
-        worker.aborted.connect(lambda: self._on_segment_stopped(labels_layer, created, "Cancelled"))
-        worker.errored.connect(self._on_segment_error)
-        worker.errored.connect(lambda _: self._on_segment_stopped(labels_layer, created, "Failed"))
-        worker.finished.connect(self._on_segment_finished)
-        self.segment_worker = worker
+        alive = self._alive
+        worker.yielded.connect(alive(self._on_segment_progress))
+        worker.returned.connect(
+            alive(lambda result: self._on_segmented(layer, labels_layer, created, request, *result))
+        )
+        worker.aborted.connect(alive(lambda: self._on_segment_stopped(labels_layer, created, "Cancelled")))
+        worker.errored.connect(alive(lambda error: self._on_segment_error(layer, error)))
+        worker.errored.connect(alive(lambda _: self._on_segment_stopped(labels_layer, created, "Failed")))
+        worker.finished.connect(alive(self._on_segment_finished))
+        self.segment_worker, self._segmenting, self._stop_reason = worker, layer, ""
         self._progress.start(f"Segmenting {layer.name}", 1000)
         self._segment.enabled, self._cancel.enabled = False, True
         self._set_status(f"Segmenting {layer.name}…")
@@ -297,25 +331,40 @@ class SegmentWidget(Container):
         if created and labels_layer in self._viewer.layers:
             self._viewer.layers.remove(labels_layer)
         if what == "Cancelled":
-            self._set_status("Cancelled: the labels are unchanged.")
+            reason = f" ({self._stop_reason})" if self._stop_reason else ""
+            self._set_status(f"Cancelled{reason}: the labels are unchanged.")
 
-    def _on_segment_error(self, error: Exception) -> None:
-        self._set_status(f"Segmentation failed: {error}")
-        show_error(f"Segmentation failed: {error}")
+    def _on_segment_error(self, layer: napari.layers.Image, error: Exception) -> None:
+        message = f"Segmenting '{layer.name}' failed: {error}"
+        self._set_status(message)
+        show_error(message)
 
     def _on_segment_finished(self) -> None:
-        self.segment_worker = None
+        self.segment_worker = self._segmenting = None
         self._progress.close()
         self._segment.enabled, self._cancel.enabled = True, False
+        if self._resegment_when_done:
+            self._resegment_when_done = False
+            if self._image.value is not None:
+                self.segment(ask=False)
 
     def _on_segmented(
         self,
         layer: napari.layers.Image,
         labels_layer: napari.layers.Labels,
+        created: bool,
         request: SegmentRequest,
         segmenter: Segmenter,
         result: Segmentation,
     ) -> None:
+        if layer not in self._viewer.layers or image_data(layer) is not request.image:
+            self._stop_reason = (
+                "the image layer was removed"
+                if layer not in self._viewer.layers
+                else f"the data of '{layer.name}' changed; Segment again"
+            )
+            self._on_segment_stopped(labels_layer, created, "Cancelled")
+            return
         if labels_layer not in self._viewer.layers:  # removed while segmenting
             labels_layer = ensure_labels_layer(self._viewer, layer, request.axes)
         if layer is self.recorder.image_layer:
@@ -334,7 +383,21 @@ class SegmentWidget(Container):
         self._set_status(f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}.")
 
     # -- fine-tune results ----------------------------------------------------------------
+    def _before_finetune(self) -> None:
+        self.recorder.flush(wait=True)
+        self._edits_at_finetune = self.recorder.edit_count
+
     def _on_version_saved(self, version: ModelVersion) -> None:
         self.select_model(version.path)
-        if self._image.value is not None:
+        if self._image.value is None:
+            return
+        if self.recorder.edit_count != self._edits_at_finetune:
+            # re-segmenting would replace, on screen, what the person drew while it trained
+            self._set_status(
+                f"Saved {version.name}. Your edits made while it trained are kept (and saved); "
+                "Segment to see the new version's labels."
+            )
+        elif self.segment_worker is not None:
+            self._resegment_when_done = True
+        else:
             self.segment(ask=False)

@@ -120,7 +120,9 @@ def segment_job(
 def segment_worker(request: SegmentRequest, models: ModelCache) -> GeneratorWorker:
     """An unstarted worker running :func:`segment_job`."""
     limit_torch_threads()
-    return create_worker(segment_job, request, models)
+    # the widget reports failures itself (one clear message); napari's default would also
+    # re-raise them in the GUI thread, where they show as an exception with a traceback
+    return create_worker(segment_job, request, models, _ignore_errors=True)
 
 
 class FineTuneJob:
@@ -252,7 +254,7 @@ def fine_tune_and_save(job: FineTuneJob) -> Generator[Progress, None, tuple[Mode
 def fine_tune_worker(job: FineTuneJob) -> GeneratorWorker:
     """An unstarted worker running ``job`` and saving its result."""
     limit_torch_threads()
-    return create_worker(fine_tune_and_save, job)
+    return create_worker(fine_tune_and_save, job, _ignore_errors=True)  # see segment_worker
 
 
 def _save(bundle: ModelBundle) -> tuple[ModelBundle, ModelVersion]:
@@ -261,7 +263,7 @@ def _save(bundle: ModelBundle) -> tuple[ModelBundle, ModelVersion]:
 
 def save_worker(bundle: ModelBundle) -> FunctionWorker:
     """An unstarted worker saving ``bundle`` as a new version; returns ``(bundle, version)``."""
-    return create_worker(_save, bundle)
+    return create_worker(_save, bundle, _ignore_errors=True)  # see segment_worker
 
 
 __all__ = [
