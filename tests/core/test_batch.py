@@ -231,3 +231,13 @@ def test_progress_reports_files_and_the_share_of_the_current_file(
     assert overall == sorted(overall) and overall[-1] == 1.0
     assert [r.step for r in records if r.result is not None] == [1, 2]
     assert any(0 < r.metrics["file"] < 1 for r in records)
+
+
+def test_an_output_folder_that_holds_the_inputs_never_overwrites_them(
+    tmp_path: Path, sized: Segmenter, make_stack: Callable[..., np.ndarray]
+) -> None:
+    tifffile.imwrite(tmp_path / "a.tif", make_stack(planes=2), photometric="minisblack")
+    before = (tmp_path / "a.tif").read_bytes()
+    done = run([tmp_path / "a.tif"], tmp_path, sized)
+    assert done["a.tif"].status == "failed" and "would replace it" in done["a.tif"].error
+    assert (tmp_path / "a.tif").read_bytes() == before

@@ -216,9 +216,15 @@ def skip_result(path: Path, outdir: Path, settings: BatchSettings) -> FileResult
     """
     target = output_path(path, outdir)
     remove_stale_parts(target)
+    remove_stale_parts(overlay_path(target))
     if settings.overwrite or read_label_metadata(target) is None:
         return None
     return FileResult(path, target, "skipped")
+
+
+def overlay_path(target: Path) -> Path:
+    """``<stem>_overlay.png`` beside a label file."""
+    return target.with_name(f"{target.stem}_overlay.png")
 
 
 def failure(path: Path, target: Path, error: BaseException) -> FileResult:
@@ -288,6 +294,10 @@ def plan_file(
     """
     started = time.time()
     target = output_path(path, outdir)
+    if target.resolve() == path.resolve():
+        return FileResult(
+            path, target, "failed", error=f"{path}: the output would replace it; choose another folder"
+        )
     skipped = skip_result(path, outdir, settings)
     if skipped is not None:
         return skipped
@@ -352,8 +362,7 @@ def segment_file(
 def write_overlay_of(plan: FilePlan, image: Any, middle: NDArray[np.integer]) -> None:
     """Write ``<stem>_overlay.png``: the middle plane with the outlines of its labels."""
     index = middle_index(plan.axes, plan.shape)
-    overlay = plan.output.with_name(f"{plan.output.stem}_overlay.png")
-    write_overlay(overlay, read_plane(image, plan.axes, index), middle)
+    write_overlay(overlay_path(plan.output), read_plane(image, plan.axes, index), middle)
 
 
 def middle_index(axes: str, shape: tuple[int, ...]) -> PlaneIndex:
