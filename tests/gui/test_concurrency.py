@@ -1,0 +1,263 @@
+"""The widget while jobs run: layers removed or replaced, double clicks, overlapping jobs, closing.
+
+A gate holds the network's first forward pass until the test has done its
+interference, so the order of events is the same on every run (and the
+network, not a sleep, is what the worker waits in).  Every test also checks
+that no exception reached napari's notification manager (what a person sees
+as an error with a traceback); pytest-qt fails a test on any exception raised
+in a Qt slot.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from napari.utils import notifications
+
+from napari_unet.core.corrections import CorrectionStore
+from napari_unet.core.inference import Segmenter
+from napari_unet.core.store import list_versions
+from napari_unet.gui import workers
+
+
+class Gate:
+    """Blocks :meth:`Segmenter._forward` until opened; ``entered`` says a worker is waiting."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch):
+    gate = Gate()
+    forward = Segmenter._forward
+
+    def gated_forward(self: Segmenter, batch: np.ndarray) -> np.ndarray:
+        gate.entered.set()
+        gate.opened.wait(60)
+        return forward(self, batch)
+
+    monkeypatch.setattr(Segmenter, "_forward", gated_forward)
+    yield gate
+    gate.opened.set()  # never leave a worker blocked
+
+
+@pytest.fixture(autouse=True)
+def exception_reports(monkeypatch: pytest.MonkeyPatch):
+    """Exceptions sent to napari's notification manager (none allowed), and messages shown."""
+    reports: list[BaseException] = []
+    shown: list[str] = []
+    monkeypatch.setattr(
+        notifications.notification_manager, "receive_error", lambda kind, error, *rest: reports.append(error)
+    )
+    monkeypatch.setattr(notifications.notification_manager, "dispatch", lambda note: shown.append(str(note)))
+    yield shown
+    assert reports == [], f"exceptions reached napari: {reports!r}"
+
+
+def wait_idle(qtbot, widget, timeout: int = 60_000) -> None:
+    qtbot.waitUntil(lambda: widget.segment_worker is None and not widget.finetune.running, timeout=timeout)
+
+
+def segmented(qtbot, viewer, widget, image, name: str = "cells"):
+    layer = viewer.add_image(image, name=name)
+    assert widget.segment() is not None
+    wait_idle(qtbot, widget)
+    return layer, viewer.layers[f"{name} labels"]
+
+
+def paint(labels_layer, centre: tuple[int, int], value: int) -> None:
+    labels_layer.brush_size = 7
+    labels_layer.paint(centre, value)
+
+
+def saved_corrections(folder) -> list:
+    store = CorrectionStore(folder)
+    return [c for key in store.keys() for c in store.load(key)]
+
+
+def small_training(widget, steps: int) -> None:
+    widget.finetune._steps.value = steps
+    widget.finetune.training_options.update(batch_size=1, crop_size=64)
+
+
+# -- the image while it is segmented --------------------------------------------------------------
+def test_removing_the_image_stops_its_segmentation(qtbot, viewer_and_widget, nuclei_image, gate) -> None:
+    viewer, widget = viewer_and_widget
+    layer = viewer.add_image(nuclei_image, name="cells")
+    worker = widget.segment()
+    assert gate.entered.wait(30)
+    viewer.layers.remove(layer)
+    gate.opened.set()
+    wait_idle(qtbot, widget)
+    assert worker.abort_requested
+    assert "cells labels" not in viewer.layers  # the layer made at the click went with it
+    assert widget._status.value == "Cancelled (the image layer was removed): the labels are unchanged."
+
+    # an image of the same name added afterwards is a new image, segmented normally
+    _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image[::-1])
+    assert labels_layer.data.max() >= 5
+
+
+def test_a_result_for_replaced_image_data_is_dropped(qtbot, viewer_and_widget, nuclei_image, gate) -> None:
+    viewer, widget = viewer_and_widget
+    gate.opened.set()
+    layer, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
+    before = labels_layer.data.copy()
+    gate.opened.clear()
+    gate.entered.clear()
+    widget.segment()
+    assert gate.entered.wait(30)
+    layer.data = nuclei_image[:200, :150]  # another image in the same layer
+    gate.opened.set()
+    wait_idle(qtbot, widget)
+    np.testing.assert_array_equal(labels_layer.data, before)
+    assert "changed; Segment again" in widget._status.value
+
+    widget._on_image_changed(layer)  # what choosing the layer again does: axes for the new shape
+    assert widget.segment() is not None
+    wait_idle(qtbot, widget)
+    assert labels_layer.data.shape == (200, 150) and labels_layer.data.max() > 0
+
+
+def test_segment_pressed_twice_runs_once(
+    qtbot, viewer_and_widget, nuclei_image, gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    viewer, widget = viewer_and_widget
+    started = []
+    make_worker = workers.segment_worker
+    monkeypatch.setattr(
+        "napari_unet.gui.widget.segment_worker", lambda *args: started.append(1) or make_worker(*args)
+    )
+    viewer.add_image(nuclei_image, name="cells")
+    widget._segment.native.click()
+    assert gate.entered.wait(30)
+    widget._segment.native.click()  # disabled while running: nothing happens
+    assert widget.segment() is None  # and asked directly, it refuses too
+    gate.opened.set()
+    wait_idle(qtbot, widget)
+    assert len(started) == 1
+    assert [layer.name for layer in viewer.layers] == ["cells", "cells labels"]
+    assert viewer.layers["cells labels"].data.max() >= 5
+    widget._segment.native.click()  # enabled again afterwards
+    wait_idle(qtbot, widget)
+    assert len(started) == 2
+
+
+# -- overlapping jobs ---------------------------------------------------------------------------------
+def test_fine_tune_while_segmenting_then_segment_with_the_new_version(
+    qtbot, viewer_and_widget, nuclei_image, gate
+) -> None:
+    viewer, widget = viewer_and_widget
+    gate.opened.set()
+    _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
+    paint(labels_layer, (20, 20), 999)
+    gate.opened.clear()
+    gate.entered.clear()
+    assert widget.segment(ask=False) is not None  # a re-run, held inside the network
+    assert gate.entered.wait(30)
+    small_training(widget, steps=2)
+    assert widget.finetune.start() is not None
+    qtbot.waitUntil(lambda: not widget.finetune.running, timeout=60_000)
+    (version,) = list_versions()
+    assert widget.model.path == str(version.path)
+    assert widget.segment_worker is not None and widget._resegment_when_done
+    gate.opened.set()
+    wait_idle(qtbot, widget)
+    # the held run finished with the old model, then the new version segmented the image
+    assert widget.postprocess._cache.model_path == str(version.path)
+    assert labels_layer.data.max() > 0
+
+
+def test_labels_edited_while_fine_tuning_are_kept_and_used_next_round(
+    qtbot, viewer_and_widget, nuclei_image, private_folders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    viewer, widget = viewer_and_widget
+    rounds: list[list] = []
+    original = workers.training_samples
+
+    def recording(corrections, bundle):
+        rounds.append(list(corrections))
+        return original(corrections, bundle)
+
+    monkeypatch.setattr(workers, "training_samples", recording)
+    _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
+    paint(labels_layer, (20, 20), 999)
+    small_training(widget, steps=3)
+    widget.finetune._continuous.value = True
+    widget.finetune.start()
+    qtbot.waitUntil(lambda: len(rounds) == 1, timeout=30_000)
+    paint(labels_layer, (200, 200), 4242)  # while round 1 trains
+    qtbot.waitUntil(lambda: len(rounds) == 2, timeout=60_000)
+    first, second = ([c.labels for c in corrections] for corrections in rounds)
+    assert not any((labels == 4242).any() for labels in first)
+    assert any(labels[200, 200] == 4242 for labels in second)
+    assert all(c.edited[200, 200] for c in rounds[1] if c.labels[200, 200] == 4242)
+
+    qtbot.waitUntil(lambda: widget.finetune._job.latest is not None, timeout=60_000)
+    widget.finetune.stop(keep=True)
+    wait_idle(qtbot, widget)
+    assert len(list_versions()) == 1
+    # the saved version did not re-segment over the edit made while it trained
+    assert labels_layer.data[200, 200] == 4242 and labels_layer.data[20, 20] == 999
+    assert "edits made while it trained are kept" in widget._status.value
+    on_disk = saved_corrections(private_folders / "corrections")
+    assert any(c.labels[200, 200] == 4242 for c in on_disk)
+
+
+# -- closing --------------------------------------------------------------------------------------------
+def test_closing_the_viewer_mid_segmentation(qtbot, viewer_and_widget, nuclei_image, gate, private_folders):
+    viewer, widget = viewer_and_widget
+    gate.opened.set()
+    _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
+    gate.opened.clear()
+    gate.entered.clear()
+    worker = widget.segment(ask=False)
+    assert gate.entered.wait(30)
+    paint(labels_layer, (30, 30), 777)  # within the save delay: not on disk yet
+    viewer.close()
+    assert worker.abort_requested
+    gate.opened.set()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+    qtbot.wait(200)  # let late signals arrive: they must find nothing to touch
+    (correction,) = saved_corrections(private_folders / "corrections")
+    assert correction.labels[30, 30] == 777 and correction.edited[30, 30]
+
+
+def test_closing_the_viewer_mid_fine_tuning_saves_nothing_half_way(
+    qtbot, viewer_and_widget, nuclei_image, private_folders
+) -> None:
+    viewer, widget = viewer_and_widget
+    _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
+    paint(labels_layer, (20, 20), 999)
+    small_training(widget, steps=500)
+    worker = widget.finetune.start()
+    qtbot.waitUntil(lambda: len(widget.finetune.loss_plot.values) >= 1, timeout=30_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=30_000)
+    qtbot.wait(200)
+    assert worker.abort_requested
+    assert list_versions() == []
+    assert not [p for p in (private_folders / "models").rglob("*") if p.is_file()]
+    (correction,) = saved_corrections(private_folders / "corrections")
+    assert correction.labels[20, 20] == 999
+
+
+def test_closing_the_dock_widget_mid_segmentation_lets_it_finish(
+    qtbot, viewer_and_widget, nuclei_image, gate
+) -> None:
+    """napari hides a closed dock widget (it is not deleted): the job ends normally, its result lands."""
+    viewer, widget = viewer_and_widget
+    viewer.add_image(nuclei_image, name="cells")
+    worker = widget.segment()
+    assert gate.entered.wait(30)
+    viewer.window.remove_dock_widget(widget.native)
+    gate.opened.set()
+    wait_idle(qtbot, widget)
+    assert not worker.abort_requested
+    assert viewer.layers["cells labels"].data.max() >= 5
+    viewer.layers.remove("cells")  # the viewer goes on
+    viewer.close()
