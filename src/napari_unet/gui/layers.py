@@ -99,6 +99,28 @@ def ensure_labels_layer(
     return viewer.add_labels(np.zeros(shape, np.int32), name=name, **transform)
 
 
+def int32_labels(labels: NDArray[np.integer[Any]] | NDArray[np.bool_]) -> NDArray[np.int32]:
+    """``labels`` as int32; renumbered 1..N (0 stays background) if an id does not fit.
+
+    A person may load or paint ids up to 2**64 - 1; cast as they are, such ids
+    would wrap around and distinct objects could merge.
+    """
+    labels = np.asarray(labels)
+    info = np.iinfo(np.int32)
+    if labels.size == 0 or (labels.min() >= 0 and labels.max() <= info.max):
+        return labels.astype(np.int32)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    numbers = np.where(ids == 0, 0, np.cumsum(ids != 0)).astype(np.int32)
+    return numbers[inverse].reshape(labels.shape)
+
+
+def widen_for(layer: napari.layers.Labels, max_label: int) -> None:
+    """Give ``layer`` int32 data if its dtype cannot hold ``max_label`` (assignments would wrap)."""
+    dtype = np.dtype(layer.data.dtype)
+    if dtype.kind not in "iu" or max_label > np.iinfo(dtype).max:
+        layer.data = np.asarray(layer.data).astype(np.int32)
+
+
 def relabel(
     segmenter: Segmenter,
     outputs: dict[Plane, PlaneOutputs],

@@ -6,7 +6,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import napari
-import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
 from napari_unet.core.corrections import (
@@ -21,6 +20,7 @@ from napari_unet.gui.layers import (
     Plane,
     ensure_labels_layer,
     image_data,
+    int32_labels,
     labels_plane_selector,
     read_plane,
 )
@@ -155,7 +155,7 @@ class CorrectionRecorder:
                 key=self.key,
                 plane=plane,
                 image=read_plane(image_data(self.image_layer), self.axes, plane),
-                labels=np.array(labels[labels_plane_selector(self.axes, plane)], np.int32),
+                labels=int32_labels(labels[labels_plane_selector(self.axes, plane)]),
                 edited=self.tracker.plane(plane).copy(),
                 fully_reviewed=plane in self._fully_reviewed,
                 generation=generation,

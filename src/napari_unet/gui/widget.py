@@ -41,6 +41,7 @@ from napari_unet.gui.layers import (
     labels_name,
     labels_plane_selector,
     layer_axes,
+    widen_for,
 )
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.postprocess_panel import PostprocessPanel
@@ -234,7 +235,7 @@ class SegmentWidget(Container):
         try:
             return normalise_axes(str(self._axes.value).strip(), tuple(image_data(layer).shape))
         except ValueError as error:
-            self._set_status(str(error))
+            self._set_status(f"Axes of '{layer.name}': {error}")
             return None
 
     def _shown_plane(self) -> Plane | None:
@@ -271,8 +272,10 @@ class SegmentWidget(Container):
         layer, axes, model_path = self._image.value, self._checked_axes(), self.model.path
         if self.segment_worker is not None:
             return None
-        if layer is None or axes is None or model_path is None:
-            self._set_status("Choose an image, its axes and a model first.")
+        if layer is None or model_path is None:
+            self._set_status("Choose an image and a model first.")
+            return None
+        if axes is None:  # the status line says what is wrong with them
             return None
         planes: list[Plane] | None = None
         if stack_axes(axes) and self._scope.value == CURRENT_PLANE:
@@ -367,6 +370,7 @@ class SegmentWidget(Container):
             return
         if labels_layer not in self._viewer.layers:  # removed while segmenting
             labels_layer = ensure_labels_layer(self._viewer, layer, request.axes)
+        widen_for(labels_layer, int(result.labels.max()))
         if layer is self.recorder.image_layer:
             self.recorder.attach(labels_layer)
             self.recorder.segmented(set(result.outputs))  # saves edits made meanwhile first
