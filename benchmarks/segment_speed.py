@@ -357,6 +357,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument(
+        "--monai-all-threads",
+        action="store_true",
+        help="also run MONAI with all torch threads (on a busy machine several times slower than one)",
+    )
+    parser.add_argument(
         "--part",
         choices=["headline", "ablations", "all"],
         default="all",
@@ -390,14 +395,22 @@ def main() -> None:
             ours(bundle, Before, diameter=diameter, amp=False, batch_size=4, tile_size=512, **off),
         ),
         Row(
-            f"MONAI sliding window, network only, fp32 (roi {MONAI_ROI})", monai_pass(peer, normalised, False)
-        ),
-        Row(
-            "MONAI sliding window, network only, fp32, 1 torch thread",
+            f"MONAI sliding window (roi {MONAI_ROI}), network only, fp32, 1 torch thread",
             monai_pass(peer, normalised, False, threads=1),
         ),
-        Row("MONAI sliding window, network only, bf16 autocast", monai_pass(peer, normalised, True)),
+        Row(
+            "MONAI sliding window, network only, bf16 autocast, 1 torch thread",
+            monai_pass(peer, normalised, True, threads=1),
+        ),
     ]
+    if args.monai_all_threads:  # operators split across all threads: slow whenever another process runs
+        headline.insert(
+            3,
+            Row(
+                f"MONAI sliding window, network only, fp32, {torch.get_num_threads()} torch threads",
+                monai_pass(peer, normalised, False),
+            ),
+        )
     ablations = [
         scale_one,
         Row("  - without bf16 (fp32)", ours(bundle, diameter=diameter, amp=False)),
