@@ -223,7 +223,7 @@ def test_images_smaller_than_a_tile_or_thin_give_labels_of_their_shape(shape: tu
 
 
 def test_a_long_strip_tiled_across_finds_every_nucleus() -> None:
-    """Aspect ratio 1:100 over several 512-px tiles: each disk is one object, none is cut at a seam."""
+    """Aspect ratio 1:100 over several default tiles: each disk is one object, none is cut at a seam."""
     strip = np.zeros((24, 2400), bool)
     yy, xx = np.mgrid[:24, :2400]
     centres = range(20, 2400, 40)
