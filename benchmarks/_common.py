@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -59,7 +61,13 @@ def nuclei_mosaic(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def matmul_throughput(dtype: torch.dtype, sizes: Sequence[int] = (2048, 4096), repeats: int = 3) -> float:
-    """Best FLOP/s of square matrix products at ``dtype`` over a few sizes: the compute ceiling."""
+    """Best FLOP/s of square matrix products at ``dtype``: the compute ceiling on torch's threads.
+
+    The better of one product split across all threads and one single-threaded
+    product per thread at once (the way ``segment`` runs tiles; on a busy
+    machine it suffers less from the threads waiting for each other).
+    """
+    threads = torch.get_num_threads()
     best = 0.0
     for n in sizes:
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
@@ -68,6 +76,14 @@ def matmul_throughput(dtype: torch.dtype, sizes: Sequence[int] = (2048, 4096), r
             started = time.perf_counter()
             a @ b
             best = max(best, 2 * n**3 / (time.perf_counter() - started))
+        if threads > 1:
+            with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                list(pool.map(torch.mm, [a] * threads, [b] * threads))
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    list(pool.map(torch.mm, [a] * threads, [b] * threads))
+                    best = max(best, threads * 2 * n**3 / (time.perf_counter() - started))
+            torch.set_num_threads(threads)
     return best
 
 
@@ -127,41 +143,80 @@ def torch_threads(count: int | None):
 
 
 class Stopwatch:
-    """Time per named phase from wrapped functions.
+    """Time per named phase from wrapped functions, also when they run in worker threads.
 
-    ``seconds`` holds each phase's own time (time in wrapped functions it calls
-    is not counted twice); ``inclusive`` holds the whole time of its calls.
+    ``seconds`` holds each phase's own thread time (time in wrapped functions it
+    calls on the same thread is not counted twice); ``wall`` the wall-clock time
+    during which at least one call of the phase was running (tiles computed on
+    two threads at once count once); ``worker`` the phases that ran off the main
+    thread.  While an ``opaque`` phase runs, everything it calls (on any thread)
+    is its own.
     """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self.inclusive: dict[str, float] = {}
-        self._stack: list[list[float]] = []
+        self.wall: dict[str, float] = {}
+        self.worker: set[str] = set()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._active: dict[str, tuple[int, float]] = {}
+        self._opaque = 0
 
-    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function``, its time (less that of wrapped functions it calls) added to ``name``."""
+    def _stack(self) -> list[float]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    def _enter(self, name: str) -> None:
+        with self._lock:
+            count, since = self._active.get(name, (0, time.perf_counter()))
+            self._active[name] = (count + 1, since)
+
+    def _leave(self, name: str, own: float) -> None:
+        with self._lock:
+            count, since = self._active[name]
+            if count == 1:
+                del self._active[name]
+                self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - since
+            else:
+                self._active[name] = (count - 1, since)
+            self.seconds[name] = self.seconds.get(name, 0.0) + own
+            if threading.current_thread() is not threading.main_thread():
+                self.worker.add(name)
+
+    def wrap(self, name: str, function: Callable[..., Any], opaque: bool = False) -> Callable[..., Any]:
+        """``function``, timed as phase ``name``."""
 
         @wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            self._stack.append([0.0])
+            if self._opaque:
+                return function(*args, **kwargs)
+            stack = self._stack()
+            stack.append(0.0)
+            self._enter(name)
+            self._opaque += opaque
             started = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - started
-                children = self._stack.pop()[0]
-                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - children
-                self.inclusive[name] = self.inclusive.get(name, 0.0) + elapsed
-                if self._stack:
-                    self._stack[-1][0] += elapsed
+                self._opaque -= opaque
+                children = stack.pop()
+                self._leave(name, elapsed - children)
+                if stack:
+                    stack[-1] += elapsed
 
         return timed
 
+    def phase_seconds(self) -> dict[str, float]:
+        """Wall-clock seconds per phase: own time on the main thread, wall time for worker phases."""
+        return {name: self.wall[name] if name in self.worker else own for name, own in self.seconds.items()}
+
     @contextmanager
-    def patch(self, owner: Any, attribute: str, name: str):
+    def patch(self, owner: Any, attribute: str, name: str, opaque: bool = False):
         """Time ``owner.attribute`` (a module function or an object's method) as ``name`` within a block."""
         original = getattr(owner, attribute)
-        setattr(owner, attribute, self.wrap(name, original))
+        setattr(owner, attribute, self.wrap(name, original, opaque))
         try:
             yield
         finally:

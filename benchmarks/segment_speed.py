@@ -159,16 +159,17 @@ class Row:
     run: Callable[[Path, Stopwatch], dict[str, Any]]
     seconds: list[float] = field(default_factory=list)
     phases: list[dict[str, float]] = field(default_factory=list)
-    inclusive: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
 
 def timed_phases(stopwatch: Stopwatch, segmenter: Segmenter) -> ExitStack:
-    """Time the phases of a ``segment`` run (each function's own time, children excluded)."""
+    """Time the phases of a ``segment`` run (the size estimate as a whole, its network passes included)."""
     stack = ExitStack()
+    stack.enter_context(
+        stopwatch.patch(segmenter, "estimate_diameter", "size estimate (all of it)", opaque=True)
+    )
     for owner, attribute, name in (
         (segmenter, "_forward", "network"),
-        (segmenter, "estimate_diameter", "size estimate"),
         (segmenter, "normalise", "normalise"),
         (inference_module, "labels_from_outputs", "post-process"),
         (inference_module, "rescale", "resample"),
@@ -298,16 +299,16 @@ def report_phases(row: Row, flops_per_pixel: float, pixels: int, ceilings: dict[
     print(f"\nWhere the time goes: {row.name} (median {total:.1f} s)\n")
     print(table(["phase", "seconds", "share"], lines))
     network = seconds.get("network", 0.0)
-    outside = total - network
-    estimate = median([inc.get("size estimate", 0.0) for inc in row.inclusive])
-    precision = "bf16" if row.info.get("amp") else "fp32"
-    useful = flops_per_pixel * pixels / network if network else float("nan")
-    print(
-        f"\noutside the network: {outside:.1f} s = {outside / total:.0%}; size estimate in all "
-        f"(its network passes included): {estimate:.1f} s; network {precision}: "
-        f"{useful / 1e9:.0f} GFLOP/s counting each image pixel once "
-        f"= {useful / ceilings[precision]:.0%} of the {precision} matmul ceiling"
-    )
+    estimate = seconds.get("size estimate (all of it)", 0.0)
+    outside = total - network - estimate
+    print(f"\noutside the network (size estimate apart): {outside:.1f} s = {outside / total:.0%}")
+    if "scale 1" in row.name and network:  # the network saw exactly the image's pixels
+        precision = "bf16" if row.info.get("amp") else "fp32"
+        useful = flops_per_pixel * pixels / network
+        print(
+            f"network {precision}: {useful / 1e9:.0f} GFLOP/s counting each image pixel once (tile "
+            f"overlaps not counted) = {useful / ceilings[precision]:.0%} of the {precision} matmul ceiling"
+        )
 
 
 def gpu_section(bundle: ModelBundle, image: np.ndarray, repeats: int) -> None:
@@ -432,8 +433,7 @@ def main() -> None:
                 stopwatch = Stopwatch()
                 result = row.run(path, stopwatch)
                 row.seconds.append(result["seconds"])
-                row.phases.append(dict(stopwatch.seconds))
-                row.inclusive.append(dict(stopwatch.inclusive))
+                row.phases.append(stopwatch.phase_seconds())
                 if repeat == 0 and "labels" in result:
                     row.info["ap50"] = float(average_precision(truth, result["labels"], thresholds=[0.5])[0])
                     row.info["amp"] = result["amp"]
