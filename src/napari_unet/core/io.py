@@ -63,7 +63,7 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
     try:
         data = tifffile.imread(path)
     except Exception as error:  # any decoder error (zlib, lzw, ...) means an unreadable file
-        raise InputError(f"{path}: cannot read as TIFF ({_reason(error)})") from None
+        raise unreadable_tiff(path, error) from None
     check_pixels(data, str(path))
     return np.asarray(data)
 
@@ -97,7 +97,7 @@ def read_image_with_axes(path: str | os.PathLike[str]) -> tuple[NDArray[Any], st
     except InputError:
         raise
     except Exception as error:  # any decoder error (zlib, lzw, ...) means an unreadable file
-        raise InputError(f"{path}: cannot read as TIFF ({_reason(error)})") from None
+        raise unreadable_tiff(path, error) from None
     check_pixels(data, str(path))
     return np.asarray(data), axes
 
@@ -112,9 +112,20 @@ def check_pixels(data: Any, name: str) -> None:
         raise InputError(f"{name}: an image needs at least 2 dimensions, got shape {tuple(data.shape)}")
 
 
-def _reason(error: BaseException) -> str:
+def error_reason(error: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none)."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def unreadable_tiff(path: Path, error: BaseException) -> InputError:
+    """The one-line error for a file the TIFF reader refused (an empty file says so)."""
+    try:
+        empty = path.is_file() and path.stat().st_size == 0
+    except OSError:
+        empty = False
+    reason = "empty file (0 bytes)" if empty else error_reason(error)
+    return InputError(f"{path}: cannot read as TIFF ({reason})")
 
 
 def output_path(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str]) -> Path:

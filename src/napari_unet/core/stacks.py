@@ -28,7 +28,14 @@ import numpy as np
 import tifffile
 from numpy.typing import NDArray
 
-from napari_unet.core.io import PART_SUFFIX, InputError, atomic_path, check_pixels
+from napari_unet.core.io import (
+    PART_SUFFIX,
+    InputError,
+    atomic_path,
+    check_pixels,
+    error_reason,
+    unreadable_tiff,
+)
 
 _MICRONS_PER_UNIT = {
     "µm": 1.0,
@@ -183,7 +190,7 @@ class TiffImage:
             with _tifffile_errors() as errors:
                 self._tiff = tifffile.TiffFile(self.path)
         except Exception as error:  # any parser error means an unreadable file
-            raise InputError(f"{self.path}: cannot read as TIFF ({_reason(error)})") from None
+            raise unreadable_tiff(self.path, error) from None
         try:
             with _tifffile_errors() as more:
                 series = self._tiff.series
@@ -204,7 +211,7 @@ class TiffImage:
             raise
         except Exception as error:
             self.close()
-            raise InputError(f"{self.path}: cannot read as TIFF ({_reason(error)})") from None
+            raise unreadable_tiff(self.path, error) from None
 
     @property
     def ndim(self) -> int:
@@ -256,7 +263,7 @@ class TiffImage:
         except IndexError:
             raise
         except Exception as error:  # a page that cannot be decoded: truncated or corrupt file
-            raise InputError(f"{self.path}: cannot read pixel data ({_reason(error)})") from None
+            raise InputError(f"{self.path}: cannot read pixel data ({error_reason(error)})") from None
 
     def _read_page(self, number: int) -> NDArray[Any]:
         return np.asarray(self._series.asarray(key=number))
@@ -321,11 +328,6 @@ def _check_extent(path: Path, series: Any) -> None:
         ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False) if c]
         if ends and max(ends) > page.parent.filehandle.size:
             raise InputError(f"{path}: truncated TIFF (pixel data of page {number} ends past the file's end)")
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 LABELS_FORMAT = "napari-unet-labels"

@@ -27,6 +27,7 @@ from magicgui.widgets import (
     Table,
 )
 from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QAbstractItemView
 
 from napari_unet.core.batch import BatchSettings, FileResult, segment_files
@@ -233,7 +234,9 @@ class BatchWidget(Container):
         # then removes its temporary file at once, not whenever the generator is collected
         self._job = batch_job(request, self._models)
         self._stopped = ""
-        worker = create_worker(_drive, self._job)
+        # failures are reported in the widget (one line); napari's default would also re-raise
+        # them in the GUI thread as an exception dialog with a traceback
+        worker = create_worker(_drive, self._job, _ignore_errors=True)
         worker.yielded.connect(self._on_progress)
         worker.errored.connect(self._on_error)
         worker.aborted.connect(self._on_aborted)
@@ -278,6 +281,7 @@ class BatchWidget(Container):
 
     def _on_error(self, error: Exception) -> None:
         self._stopped = f"Batch stopped: {error}"
+        show_error(self._stopped)
 
     def _on_aborted(self) -> None:
         self._stopped = "Cancelled"
