@@ -250,3 +250,24 @@ def test_list_versions_ignores_other_files(model_dir):
     (model_dir / "plain.pt").write_bytes(b"")
     assert [v.name for v in list_versions()] == ["em-v1"]
     assert user_model_dir() == model_dir
+
+
+def test_a_version_whose_writer_died_leaves_no_file_behind(model_dir):
+    """kill -9 mid-save leaves a temporary file; the next change to the store removes it (not a live one's)."""
+    import subprocess
+    import sys
+
+    from napari_unet.core.io import PART_SUFFIX, _part_prefix
+
+    save_version(tiny_bundle())
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    stale = model_dir / f"{_part_prefix(model_dir / 'nuclei-v2.pt', pid=dead_pid)}.x1y2{PART_SUFFIX}"
+    live = model_dir / f"{_part_prefix(model_dir / 'nuclei-v9.pt')}.a1b2{PART_SUFFIX}"
+    stale.write_bytes(b"half a model")
+    live.write_bytes(b"being written")
+    second = save_version(tiny_bundle(seed=1))
+    assert not stale.exists() and live.exists()
+    assert second.name == "nuclei-v2" and load_model(second.path).name == "nuclei-v2"

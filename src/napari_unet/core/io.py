@@ -221,9 +221,18 @@ def remove_stale_parts(final: str | os.PathLike[str]) -> list[Path]:
 
     """
     final = Path(final)
+    return _remove_dead(final.parent.glob(f".{glob.escape(final.name)}.{_HOST}-*{PART_SUFFIX}"))
+
+
+def remove_stale_parts_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """:func:`remove_stale_parts` for every file in ``folder`` (e.g. model versions never finished)."""
+    return _remove_dead(Path(folder).glob(f".*.{_HOST}-*{PART_SUFFIX}"))
+
+
+def _remove_dead(parts: Iterable[Path]) -> list[Path]:
     removed = []
-    for part in final.parent.glob(f".{glob.escape(final.name)}.{_HOST}-*{PART_SUFFIX}"):
-        pid_text = part.name[len(f".{final.name}.{_HOST}-") :].split(".", 1)[0]
+    for part in parts:
+        pid_text = part.name.rsplit(f".{_HOST}-", 1)[-1].split(".", 1)[0]
         if pid_text.isdigit() and not _process_alive(int(pid_text)):
             part.unlink(missing_ok=True)
             removed.append(part)

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from napari_unet.core.io import atomic_path
+from napari_unet.core.io import atomic_path, remove_stale_parts_in
 from napari_unet.core.weights import (
     BUNDLED_MODELS,
     MODEL_SUFFIX,
@@ -119,6 +119,7 @@ def store_lock(folder: Path | None = None, timeout: float = LOCK_TIMEOUT_S) -> I
             f"for more than {timeout:.0f} s)"
         ) from None
     try:
+        remove_stale_parts_in(folder)  # versions whose writer was killed mid-file
         yield folder
     finally:
         lock.release()
