@@ -14,12 +14,13 @@ alternating within every repeat:
    ceiling on as many threads;
 5. tile size x batch: network + blending over a 4096 x 4096 mosaic as
    ``segment`` runs them, with the tiles each setting needs (repeats - 1 runs);
-6. with ``--compile``: ``torch.compile`` (first call and steady state);
-7. with ``--monai-sweep``: MONAI's ``sliding_window_inference`` roi size and
-   sw_batch_size on a 2048 x 2048 mosaic, to pick MONAI's fastest setting for
+6. ``compile``: ``torch.compile`` (first call and steady state);
+7. ``monai``: MONAI's ``sliding_window_inference`` roi size and sw_batch_size
+   on a 2048 x 2048 mosaic, to pick MONAI's fastest setting for
    ``segment_speed.py``.
 
-Usage: python benchmarks/network_throughput.py [--repeats 3] [--threads N] [--compile] [--monai-sweep]
+Usage: python benchmarks/network_throughput.py [--repeats 3] [--threads N]
+[--sections network,threads,tiles,compile,monai]
 """
 
 from __future__ import annotations
@@ -194,9 +195,16 @@ def threads(network: nn.Module, edge: int, repeats: int, ceilings: dict[int, dic
             return forward_seconds(folded, 1, edge, a, True)
 
         def parallel(a: bool = amp) -> float:
+            x = torch.randn(1, 1, edge, edge).contiguous(memory_format=torch.channels_last)
+
+            def forward(_: int) -> None:
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a):
+                    folded(x)
+
+            list(pool.map(forward, range(count)))  # warm-up on every worker
             started = time.perf_counter()
-            list(pool.map(lambda _: forward_seconds(folded, 1, edge, a, True), range(count)))
-            return (time.perf_counter() - started) / count  # per tile (each pass is timed after a warm-up)
+            list(pool.map(forward, range(count)))
+            return (time.perf_counter() - started) / count  # per tile
 
         runs[f"{precision}: 1 tile, 1 thread|1"] = one
         runs[f"{precision}: 1 tile, operators split across {count} threads|{count}"] = split
@@ -274,8 +282,12 @@ def main() -> None:
     parser.add_argument(
         "--size", type=int, default=4096, help="mosaic edge for the tile table (default 4096)"
     )
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
-    parser.add_argument("--monai-sweep", action="store_true", help="also time MONAI's roi and batch settings")
+    parser.add_argument(
+        "--sections",
+        default="network,threads,tiles",
+        help="comma-separated, of network, threads, tiles, compile (slow first call), monai (MONAI's "
+        "roi and batch settings); default network,threads,tiles",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -294,14 +306,18 @@ def main() -> None:
         )
     bundle = load_model(resolve_model("nuclei"))
     network = bundle.network.eval()
-    with torch_threads(1):  # segment runs each tile on one core
-        layouts_and_precisions(network, args.edge, args.repeats, ceilings[1])
-        operator_profile(network, args.edge)
-    threads(network, args.edge, args.repeats, ceilings)
-    tiles_and_batches(bundle, args.size, max(1, args.repeats - 1), [384, 512, 768, 1024], [1, 2])
-    if args.compile:
+    sections = set(args.sections.split(","))
+    if "network" in sections:
+        with torch_threads(1):  # segment runs each tile on one core
+            layouts_and_precisions(network, args.edge, args.repeats, ceilings[1])
+            operator_profile(network, args.edge)
+    if "threads" in sections:
+        threads(network, args.edge, args.repeats, ceilings)
+    if "tiles" in sections:
+        tiles_and_batches(bundle, args.size, max(1, args.repeats - 1), [384, 512, 768, 1024], [1, 2])
+    if "compile" in sections:
         compiled(network, args.edge, args.repeats)
-    if args.monai_sweep:
+    if "monai" in sections:
         monai_sweep(args.repeats)
     after = {"fp32": matmul_throughput(torch.float32), "bf16": matmul_throughput(torch.bfloat16)}
     print(
