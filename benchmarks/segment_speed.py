@@ -65,7 +65,7 @@ from napari_unet.core.stacks import LabelStackWriter
 from napari_unet.core.weights import ModelBundle, load_model, resolve_model
 
 MONAI_FEATURES = (16, 32, 64, 128, 256, 12)  # equal FLOPs to our width-16 model (see the FLOP table)
-MONAI_ROI = 512  # MONAI's fastest of 256/512/1024 x sw_batch 1/4 on this CPU (network_throughput.py)
+MONAI_ROI = 256  # MONAI's fastest of roi 256/512/1024 x sw_batch_size 1/4 here (network_throughput.py)
 
 
 # -- the previous implementation, for the "off" rows --------------------------------------------
