@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -268,8 +269,12 @@ def report_flops(bundle: ModelBundle, peer: nn.Module) -> tuple[float, float]:
     return ours_flops, peer_flops
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def report_rows(rows: list[Row], reference: Row, size: int, truth: np.ndarray) -> None:
-    print(f"\nEnd to end on the {size}x{size} mosaic (median of {len(reference.seconds)} alternating runs)\n")
+    print(f"\nEnd to end on the {size}x{size} mosaic (median of alternating runs)\n")
     base = median(reference.seconds)
     lines = []
     for row in rows:
@@ -358,9 +363,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument(
-        "--monai-all-threads",
+        "--monai-one-thread-only",
         action="store_true",
-        help="also run MONAI with all torch threads (on a busy machine several times slower than one)",
+        help="skip MONAI on all torch threads (on a busy machine several times slower than on one)",
     )
     parser.add_argument(
         "--part",
@@ -404,7 +409,7 @@ def main() -> None:
             monai_pass(peer, normalised, True, threads=1),
         ),
     ]
-    if args.monai_all_threads:  # operators split across all threads: slow whenever another process runs
+    if not args.monai_one_thread_only:  # MONAI's default; slow whenever another process runs
         headline.insert(
             3,
             Row(
@@ -428,16 +433,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "mosaic.tif"
         tifffile.imwrite(path, image, photometric="minisblack")
-        for repeat in range(args.repeats):
-            for row in rows:
-                stopwatch = Stopwatch()
-                result = row.run(path, stopwatch)
-                row.seconds.append(result["seconds"])
-                row.phases.append(stopwatch.phase_seconds())
-                if repeat == 0 and "labels" in result:
-                    row.info["ap50"] = float(average_precision(truth, result["labels"], thresholds=[0.5])[0])
-                    row.info["amp"] = result["amp"]
-                print(f"  run {repeat + 1}: {row.name}: {result['seconds']:.1f} s", flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)  # `timeout` still gets the tables of the runs so far
+        try:
+            for repeat in range(args.repeats):
+                for row in rows:
+                    stopwatch = Stopwatch()
+                    result = row.run(path, stopwatch)
+                    row.seconds.append(result["seconds"])
+                    row.phases.append(stopwatch.phase_seconds())
+                    if repeat == 0 and "labels" in result:
+                        ap = average_precision(truth, result["labels"], thresholds=[0.5])[0]
+                        row.info.update(ap50=float(ap), amp=result["amp"])
+                    print(f"  run {repeat + 1}: {row.name}: {result['seconds']:.1f} s", flush=True)
+        except KeyboardInterrupt:
+            print("stopped early: tables of the runs so far")
+    rows = [row for row in rows if row.seconds]
     peers = [row for row in rows if row.name.startswith("MONAI") and "fp32" in row.name]
     reference = min(peers, key=lambda row: median(row.seconds)) if peers else rows[0]
     report_rows(rows, reference, args.size, truth)
