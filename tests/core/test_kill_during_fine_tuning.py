@@ -105,7 +105,9 @@ def run_until(folder: Path, start: int, event: str, count: int, delay: float) ->
                 break
     finally:
         child.kill()
-        _, stderr = child.communicate(timeout=60)
+        # what the child announced between the chosen event and its death is still in the pipe
+        rest, stderr = child.communicate(timeout=60)
+    events += [json.loads(line) for line in rest.splitlines() if line.strip()]
     assert child.returncode == -signal.SIGKILL, stderr
     return events
 
