@@ -137,6 +137,8 @@ def test_segment_killed_mid_file_resumes_to_the_uninterrupted_result(
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "NAPARI_UNET_THREADS": "1"},
+            # a foreground command gets Ctrl-C; a test run in the background inherits SIGINT ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
