@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -87,6 +88,10 @@ def run(row: Row, bundle: ModelBundle, data: list[TrainingSample]) -> None:
     row.sampling.append(stopwatch.seconds.get("sampling", 0.0))
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
@@ -110,7 +115,6 @@ def main() -> None:
     rows = [
         Row(f"4 x 256², bf16, {every} threads (CLI fine-tune)", cli, every, False),
         Row("4 x 256², bf16, 1 thread", cli, 1, False),
-        Row(f"4 x 256², fp32, {every} threads", replace(cli, amp=False), every, False),
         Row(
             f"corrections: widget settings (4 x 128², bf16), {widget_threads} thread(s)",
             widget,
@@ -118,13 +122,18 @@ def main() -> None:
             True,
         ),
         Row(f"corrections: widget settings, {every} threads", widget, every, True),
+        Row(f"4 x 256², fp32, {every} threads", replace(cli, amp=False), every, False),
     ]
-    for _ in range(args.repeats):
-        for row in rows:
-            run(row, bundle, partial if row.corrections else whole)
-            print(f"  {row.name}: {row.seconds[-1]:.1f} s", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout` still gets the table of the runs so far
+    try:
+        for _ in range(args.repeats):
+            for row in rows:
+                run(row, bundle, partial if row.corrections else whole)
+                print(f"  {row.name}: {row.seconds[-1]:.1f} s", flush=True)
+    except KeyboardInterrupt:
+        print("stopped early: the table of the runs so far")
     lines = []
-    for row in rows:
+    for row in (row for row in rows if row.seconds):
         seconds = median(row.seconds)
         lines.append(
             (
