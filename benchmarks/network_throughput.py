@@ -100,10 +100,14 @@ def operator_profile(network: nn.Module, edge: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     groups = {
-        "convolution": ("convolution", "conv2d", "mkldnn_convolution", "_convolution"),
-        "transposed convolution": ("conv_transpose",),
+        "convolution (transposed ones included)": (
+            "convolution",
+            "conv",
+            "mkldnn_convolution",
+            "_convolution",
+        ),
         "batch norm": ("batch_norm", "native_batch_norm"),
-        "ReLU": ("relu",),
+        "ReLU": ("relu", "clamp_min"),
         "concatenation (skips)": ("cat",),
         "max pooling": ("max_pool",),
     }
