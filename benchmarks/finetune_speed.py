@@ -10,7 +10,8 @@ reviewed regions of a correction session do):
 - a fine-tune from corrections as the widget runs it (``gui/finetune.py``'s
   ``FINE_TUNE_OPTIONS``: 4 crops of 128², learning rate 1e-4, frozen batch-norm
   statistics, bf16, a snapshot of the weights every 5 steps for "Stop and keep",
-  all cores but one).
+  all cores but one);
+- the same on CUDA when a GPU is present.
 
 Each row reports the share of a step spent drawing and augmenting the crops.
 
@@ -73,6 +74,7 @@ class Row:
     config: TrainingConfig
     threads: int
     corrections: bool
+    device: str = "cpu"
     seconds: list[float] = field(default_factory=list)
     sampling: list[float] = field(default_factory=list)
 
@@ -82,8 +84,10 @@ def run(row: Row, bundle: ModelBundle, data: list[TrainingSample]) -> None:
     snapshots = (lambda current: {}) if row.config.validate_every else None
     with torch_threads(row.threads), stopwatch.patch(CropSampler, "batch", "sampling"):
         started = time.perf_counter()
-        for _ in train(bundle, data, row.config, device="cpu", validate=snapshots):
+        for _ in train(bundle, data, row.config, device=row.device, validate=snapshots):
             pass
+        if row.device == "cuda":
+            torch.cuda.synchronize()
         row.seconds.append(time.perf_counter() - started)
     row.sampling.append(stopwatch.seconds.get("sampling", 0.0))
 
@@ -124,6 +128,14 @@ def main() -> None:
         Row(f"corrections: widget settings, {every} threads", widget, every, True),
         Row(f"4 x 256², fp32, {every} threads", replace(cli, amp=False), every, False),
     ]
+    if torch.cuda.is_available():
+        rows += [
+            Row("GPU: 4 x 256², mixed precision", cli, every, False, "cuda"),
+            Row("GPU: 4 x 256², fp32", replace(cli, amp=False), every, False, "cuda"),
+            Row("GPU: corrections, widget settings", widget, every, True, "cuda"),
+        ]
+    else:
+        print("GPU: skipped (torch.cuda.is_available() is False on this machine)\n")
     signal.signal(signal.SIGTERM, _interrupt)  # `timeout` still gets the table of the runs so far
     try:
         for _ in range(args.repeats):

@@ -19,6 +19,8 @@ alternating within every repeat:
    on a 2048 x 2048 mosaic, to pick MONAI's fastest setting for
    ``segment_speed.py``.
 
+CPU only: GPU figures are in ``segment_speed.py`` and ``finetune_speed.py``.
+
 Usage: python benchmarks/network_throughput.py [--repeats 3] [--threads N]
 [--sections network,threads,tiles,compile,monai]
 """
