@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from napari.utils import notifications
 
 from napari_unet.core.weights import resolve_model
 
@@ -59,3 +60,16 @@ def viewer_and_widget(make_napari_viewer, model_path):
     widget.confirm = refuse
     widget.select_model(model_path)
     return viewer, widget
+
+
+@pytest.fixture
+def shown_messages(monkeypatch: pytest.MonkeyPatch):
+    """Messages shown to the person; any exception sent to napari's notifications fails the test."""
+    reports: list[BaseException] = []
+    shown: list[str] = []
+    monkeypatch.setattr(
+        notifications.notification_manager, "receive_error", lambda kind, error, *rest: reports.append(error)
+    )
+    monkeypatch.setattr(notifications.notification_manager, "dispatch", lambda note: shown.append(str(note)))
+    yield shown
+    assert reports == [], f"exceptions reached napari: {reports!r}"

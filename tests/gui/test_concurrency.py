@@ -14,12 +14,13 @@ import threading
 
 import numpy as np
 import pytest
-from napari.utils import notifications
 
 from napari_unet.core.corrections import CorrectionStore
 from napari_unet.core.inference import Segmenter
 from napari_unet.core.store import list_versions
 from napari_unet.gui import workers
+
+pytestmark = pytest.mark.usefixtures("shown_messages")  # no exception may reach napari
 
 
 class Gate:
@@ -43,19 +44,6 @@ def gate(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(Segmenter, "_forward", gated_forward)
     yield gate
     gate.opened.set()  # never leave a worker blocked
-
-
-@pytest.fixture(autouse=True)
-def exception_reports(monkeypatch: pytest.MonkeyPatch):
-    """Exceptions sent to napari's notification manager (none allowed), and messages shown."""
-    reports: list[BaseException] = []
-    shown: list[str] = []
-    monkeypatch.setattr(
-        notifications.notification_manager, "receive_error", lambda kind, error, *rest: reports.append(error)
-    )
-    monkeypatch.setattr(notifications.notification_manager, "dispatch", lambda note: shown.append(str(note)))
-    yield shown
-    assert reports == [], f"exceptions reached napari: {reports!r}"
 
 
 def wait_idle(qtbot, widget, timeout: int = 60_000) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
-from napari.utils import notifications
 
 from napari_unet.core.corrections import CorrectionStore
 from napari_unet.core.store import list_versions
+
+pytestmark = pytest.mark.usefixtures("shown_messages")  # no exception may reach napari
 
 DISK_CENTRES = ((20, 20), (20, 60), (44, 40), (46, 78))
 
@@ -24,19 +25,6 @@ def disks() -> np.ndarray:
     for cy, cx in DISK_CENTRES:
         image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 81] = 200
     return image
-
-
-@pytest.fixture(autouse=True)
-def shown_messages(monkeypatch: pytest.MonkeyPatch):
-    """Messages shown to the person; any exception sent to napari fails the test."""
-    reports: list[BaseException] = []
-    shown: list[str] = []
-    monkeypatch.setattr(
-        notifications.notification_manager, "receive_error", lambda kind, error, *rest: reports.append(error)
-    )
-    monkeypatch.setattr(notifications.notification_manager, "dispatch", lambda note: shown.append(str(note)))
-    yield shown
-    assert reports == [], f"exceptions reached napari: {reports!r}"
 
 
 def nan_speckled(image: np.ndarray) -> np.ndarray:
