@@ -52,18 +52,18 @@ import torch
 from numpy.typing import NDArray
 
 from napari_unet import __version__
-from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, from_dict, to_dict
+from napari_unet.core.config import to_dict
 from napari_unet.core.io import atomic_path
 from napari_unet.core.preprocess import CLIP_RANGE
 from napari_unet.core.store import family_of
 from napari_unet.core.weights import (
     BUNDLED_MODELS,
     FORMAT,
-    FORMAT_VERSION,
     ModelBundle,
     ModelFileError,
+    bundle_from_payload,
     load_plain_data,
-    network_from_state_dict,
+    model_header,
 )
 
 INSTALL_HINT = "pip install 'napari-unet[bioimageio]'"
@@ -587,12 +587,7 @@ def _write_package(
             ),
             config=v0_5.Config(
                 napari_unet={
-                    "format": FORMAT,
-                    "format_version": FORMAT_VERSION,
-                    "name": bundle.name,
-                    "model": to_dict(bundle.config),
-                    "preprocess": to_dict(bundle.preprocess),
-                    "postprocess": to_dict(bundle.postprocess),
+                    **model_header(bundle),
                     # local paths stay local
                     "provenance": _yaml_value(
                         {
@@ -601,7 +596,6 @@ def _write_package(
                             if k not in ("parent_source", "imported_from")
                         }
                     ),
-                    "weights_hash": bundle.weights_hash(),
                 }
             ),
         )
@@ -693,28 +687,9 @@ def load_package(path: str | os.PathLike[str]) -> ModelBundle:
             f"from {architecture.get('source') or architecture.get('import_from') or 'unknown'}); "
             "napari-unet loads packages it exported"
         )
-    try:
-        model_config = from_dict(ModelConfig, dict(config_section["model"]))
-        preprocess = from_dict(PreprocessConfig, dict(config_section["preprocess"]))
-        postprocess = from_dict(PostprocessConfig, dict(config_section["postprocess"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: invalid napari-unet configuration in the package: {error}") from None
     state_dict = load_plain_data(io.BytesIO(data), f"{path}!{source}")
-    provenance = config_section.get("provenance") or {}
-    bundle = ModelBundle(
-        network=network_from_state_dict(model_config, state_dict, f"{path}!{source}"),
-        preprocess=preprocess,
-        postprocess=postprocess,
-        name=str(config_section.get("name") or path.stem),
-        provenance=dict(provenance) if isinstance(provenance, dict) else {},
-        source=str(path),
-    )
-    recorded = config_section.get("weights_hash")
-    if recorded is not None and recorded != bundle.weights_hash():
-        raise ModelFileError(
-            f"{path}: the weights differ from their recorded hash {recorded} (altered or corrupt)"
-        )
-    return bundle
+    # the package's config holds a model file's header (see model_header): read it as one
+    return bundle_from_payload({**config_section, "state_dict": state_dict}, path)
 
 
 __all__ = [

@@ -80,6 +80,24 @@ class ModelBundle:
         return digest.hexdigest()[:16]
 
 
+def model_header(bundle: ModelBundle) -> dict[str, Any]:
+    """Everything a model file holds but the weights: format, name, configs, provenance, weights hash.
+
+    :func:`bundle_from_payload` reads it back (with the weights under ``"state_dict"``);
+    bioimage.io packages carry the same dictionary in their ``config``.
+    """
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": bundle.name,
+        "model": to_dict(bundle.config),
+        "preprocess": to_dict(bundle.preprocess),
+        "postprocess": to_dict(bundle.postprocess),
+        "provenance": bundle.provenance,
+        "weights_hash": bundle.weights_hash(),
+    }
+
+
 def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
     """Write ``bundle`` to ``path`` atomically (temporary file, then rename).
 
@@ -91,14 +109,7 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": bundle.name,
-        "model": to_dict(bundle.config),
-        "preprocess": to_dict(bundle.preprocess),
-        "postprocess": to_dict(bundle.postprocess),
-        "provenance": bundle.provenance,
-        "weights_hash": bundle.weights_hash(),
+        **model_header(bundle),
         "state_dict": {k: v.detach().cpu() for k, v in bundle.network.state_dict().items()},
     }
     with atomic_path(path) as tmp:
