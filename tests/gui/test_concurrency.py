@@ -18,7 +18,7 @@ import pytest
 from napari_unet.core.corrections import CorrectionStore
 from napari_unet.core.inference import Segmenter
 from napari_unet.core.store import list_versions
-from napari_unet.gui import workers
+from napari_unet.gui import progress_bar, workers
 
 pytestmark = pytest.mark.usefixtures("shown_messages")  # no exception may reach napari
 
@@ -44,6 +44,16 @@ def gate(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(Segmenter, "_forward", gated_forward)
     yield gate
     gate.opened.set()  # never leave a worker blocked
+
+
+@pytest.fixture
+def every_record_in_napari_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every progress record to napari's activity bar, which processes Qt events when updated.
+
+    On a slow machine (records more than 0.5 s apart) this is what happens anyway: the
+    job's end can then be handled *inside* a progress callback, which must not undo it.
+    """
+    monkeypatch.setattr(progress_bar, "NAPARI_BAR_INTERVAL_S", 0.0)
 
 
 def wait_idle(qtbot, widget, timeout: int = 60_000) -> None:
@@ -73,6 +83,7 @@ def small_training(widget, steps: int) -> None:
 
 
 # -- the image while it is segmented --------------------------------------------------------------
+@pytest.mark.usefixtures("every_record_in_napari_bar")
 def test_removing_the_image_stops_its_segmentation(qtbot, viewer_and_widget, nuclei_image, gate) -> None:
     viewer, widget = viewer_and_widget
     layer = viewer.add_image(nuclei_image, name="cells")

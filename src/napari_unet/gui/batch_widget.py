@@ -261,9 +261,10 @@ class BatchWidget(Container):
         if self.worker is None or self.worker.abort_requested:
             return  # records the job yielded before it saw the Cancel
         share = record.metrics.get("file", 0.0)
-        self._overall.update(Progress(round((record.step + share) * 1000), record.total * 1000))
         self._file_bar.value = round(share * 100) if record.result is None else 100
         self._status.value = record.message
+        # last: napari's activity bar processes events, so the job's end may be handled inside
+        self._overall.update(Progress(round((record.step + share) * 1000), record.total * 1000))
 
     def _show_result(self, result: FileResult) -> None:
         self.results[result.input] = result

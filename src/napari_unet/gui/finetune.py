@@ -167,12 +167,13 @@ class FineTunePanel(Container):
     def _on_progress(self, record: Progress) -> None:
         if self._closed:
             return
-        self._progress.update(record)
         if "loss" in record.metrics:
             self.loss_plot.append(record.metrics["loss"])
             self._set_status(f"{record.message}: loss {record.metrics['loss']:.3f}")
         elif record.message:
             self._set_status(record.message)
+        # last: napari's activity bar processes events, so the job's end may be handled inside
+        self._progress.update(record)
 
     def _on_stop_clicked(self) -> None:
         self.stop(keep=False)

@@ -323,8 +323,11 @@ class SegmentWidget(Container):
         return worker
 
     def _on_segment_progress(self, record: Progress) -> None:
-        self._progress.update(record)
+        if self.segment_worker is None or self.segment_worker.abort_requested:
+            return  # a record yielded before the worker saw the Cancel
         self._status.value = record.message
+        # last: napari's activity bar processes events, so the job's end may be handled inside
+        self._progress.update(record)
 
     def _on_cancel_clicked(self) -> None:
         if self.segment_worker is not None:
