@@ -6,7 +6,7 @@ with ``--write``, stores the best as the model file's defaults (atomically), not
 choice in its provenance.  Never point it at a validation split.
 
 Usage: python scripts/tune_postprocessing.py MODEL_FILE IMAGES LABELS [--pattern GLOB]
-       [--limit N] [--min-size PX] [--write]
+       [--limit N] [--min-size PX | --min-sizes PX [PX ...]] [--write]
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--pattern", default="*")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
     parser.add_argument("--min-size", type=int, help="also set the default minimum object size")
+    parser.add_argument(
+        "--min-sizes", type=int, nargs="+", help="also choose the minimum object size among these"
+    )
     parser.add_argument("--write", action="store_true", help="store the best thresholds in the model file")
     args = parser.parse_args()
     bundle = load_model(args.model)
@@ -51,18 +54,27 @@ def main() -> None:
     truth = [labels for _, _, labels in pairs]
     fill = bundle.postprocess.fill_background
     results = []
+    min_sizes = args.min_sizes or [bundle.postprocess.min_size]
     print(
-        f"| foreground | seed | AP@0.5 | adapted Rand error |  ({args.model}, {len(pairs)} training images)"
+        f"| foreground | seed | min size | AP@0.5 | adapted Rand error |  "
+        f"({args.model}, {len(pairs)} training images)"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     for foreground in FOREGROUNDS:
         for seed in SEEDS:
-            config = dataclasses.replace(
-                bundle.postprocess, foreground_threshold=foreground, seed_threshold=seed
-            )
-            metrics = summarise(truth, [segmenter.labels(o, config) for o in outputs])
-            results.append((metrics, config))
-            print(f"| {foreground} | {seed} | {metrics['ap50']:.3f} | {metrics['adapted_rand_error']:.4f} |")
+            for min_size in min_sizes:
+                config = dataclasses.replace(
+                    bundle.postprocess,
+                    foreground_threshold=foreground,
+                    seed_threshold=seed,
+                    min_size=min_size,
+                )
+                metrics = summarise(truth, [segmenter.labels(o, config) for o in outputs])
+                results.append((metrics, config))
+                print(
+                    f"| {foreground} | {seed} | {min_size} | {metrics['ap50']:.3f} "
+                    f"| {metrics['adapted_rand_error']:.4f} |"
+                )
     if fill:
         best_metrics, best = min(results, key=lambda r: r[0]["adapted_rand_error"])
     else:
