@@ -175,7 +175,7 @@ def timed_phases(stopwatch: Stopwatch, segmenter: Segmenter) -> ExitStack:
         (inference_module, "labels_from_outputs", "post-process"),
         (inference_module, "rescale", "resample"),
         (inference_module, "resize_to", "resample"),
-        (batch_module, "read_plane", "read"),
+        (inference_module, "read_plane", "read"),
         (batch_module, "file_digest", "input checksum"),
         (LabelStackWriter, "write", "write"),
         (LabelStackWriter, "__exit__", "write"),

@@ -17,7 +17,7 @@ import json
 import platform
 import socket
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,12 +34,11 @@ from napari_unet.core.axes import (
     output_axes,
     output_shape,
     plane_indices,
-    plane_order,
     plane_selector,
     stack_axes,
 )
 from napari_unet.core.config import to_dict
-from napari_unet.core.inference import Segmenter
+from napari_unet.core.inference import PlaneOutputs, Segmenter, read_plane
 from napari_unet.core.io import InputError, output_path, remove_stale_parts, write_overlay
 from napari_unet.core.postprocess import PlaneNumbering
 from napari_unet.core.progress import Progress
@@ -86,72 +85,6 @@ class BatchSettings:
 
 
 # -- planes ---------------------------------------------------------------------------------
-
-
-def read_plane(image: Any, axes: str, index: PlaneIndex) -> NDArray[Any]:
-    """The (C, Y, X) plane at stack position ``index`` of ``image``."""
-    plane = np.asarray(image[plane_selector(axes, index)]).transpose(plane_order(axes))
-    return plane if plane.ndim == 3 else plane[None]
-
-
-def object_diameter(segmenter: Segmenter, image: Any, axes: str) -> float | None:
-    """The diameter the whole image is segmented at: given, or estimated on its middle plane.
-
-    The same plane and estimate as :meth:`Segmenter.segment`, so streamed
-    results equal in-memory ones.
-    """
-    diameter = segmenter.inference.diameter
-    if diameter is None and segmenter.bundle.preprocess.rescale:
-        indices = list(plane_indices(axes, tuple(image.shape)))
-        middle = read_plane(image, axes, indices[len(indices) // 2])
-        diameter = segmenter.estimate_diameter(segmenter.normalise(middle))
-    return diameter
-
-
-def segment_planes(
-    segmenter: Segmenter,
-    image: Any,
-    axes: str,
-    indices: Sequence[PlaneIndex],
-    diameter: float | None,
-    sink: Callable[[PlaneIndex, NDArray[np.int32]], None],
-) -> Generator[Progress, None, None]:
-    """Segment planes one at a time and hand each plane's labels (1..N) to ``sink``.
-
-    Parameters
-    ----------
-    segmenter : Segmenter
-    image : array-like
-        Read one plane at a time.
-    axes : str
-        Normalised axes of ``image``.
-    indices : sequence of tuple
-        Stack positions, in the order to process them.
-    diameter : float or None
-        From :func:`object_diameter`.
-    sink : callable
-        Receives ``(index, labels)``; ``labels`` are int32 (Y, X), numbered
-        1..N within the plane.
-
-    Yields
-    ------
-    Progress
-        Per batch of tiles, ``step`` out of 1000 across all ``indices``.
-
-    """
-    for number, index in enumerate(indices):
-        predicted = segmenter.predict_plane(read_plane(image, axes, index), diameter)
-        while True:
-            try:
-                record = next(predicted)
-            except StopIteration as stop:
-                outputs = stop.value
-                break
-            fraction = (number + record.fraction) / len(indices)
-            yield Progress(
-                round(fraction * 1000), 1000, f"plane {number + 1}/{len(indices)}: {record.message}"
-            )
-        sink(index, segmenter.labels(outputs))
 
 
 # -- provenance -----------------------------------------------------------------------------
@@ -305,7 +238,7 @@ def plan_file(
         with TiffImage(path) as image:
             axes = normalise_axes(settings.axes or image.axes, image.shape)
             yield Progress(0, 1000, "estimating object size")
-            diameter = object_diameter(segmenter, image, axes)
+            diameter = segmenter.object_diameter(image, axes, list(plane_indices(axes, tuple(image.shape))))
             metadata = provenance(segmenter, path, axes, settings, diameter)
             return FilePlan(
                 path, target, axes, tuple(image.shape), diameter, metadata, image.pixel_size, started
@@ -380,8 +313,8 @@ def _stream(
     labels_axes = output_axes(plan.axes)
     whole = None if plan.streams else np.zeros(output_shape(plan.axes, plan.shape), np.int32)
 
-    def sink(index: PlaneIndex, labels: NDArray[np.int32]) -> None:
-        numbered = numbering.add(index, labels)
+    def sink(index: PlaneIndex, outputs: PlaneOutputs) -> None:
+        numbered = numbering.add(index, segmenter.labels(outputs))
         if index == wanted:
             middle.append(numbered)
         if whole is None:
@@ -389,7 +322,7 @@ def _stream(
         else:
             whole[plane_selector(labels_axes, index)] = numbered
 
-    yield from segment_planes(segmenter, image, plan.axes, plan.indices, plan.diameter, sink)
+    yield from segmenter.predict_planes(image, plan.axes, plan.indices, plan.diameter, sink)
     if whole is not None:  # rare layouts (e.g. YXZ): pages are planes of the last two axes
         for plane in whole.reshape(-1, *whole.shape[-2:]):
             writer.write(plane)

@@ -35,7 +35,6 @@ from napari_unet.core.batch import (
     failure,
     middle_index,
     plan_file,
-    segment_planes,
     write_overlay_of,
     write_plan,
 )
@@ -186,13 +185,12 @@ def chunk_task(plan: FilePlan, start: int, stop: int, spec: ModelSpec) -> Path |
         shape = (len(indices), *output_shape(plan.axes, plan.shape)[-2:])
         with TiffImage(plan.input) as image, LabelStackWriter(target, shape, "QYX") as writer:
             final_result(
-                segment_planes(
-                    segmenter,
+                segmenter.predict_planes(
                     image,
                     plan.axes,
                     indices,
                     plan.diameter,
-                    lambda _, labels: writer.write(labels),
+                    lambda _, outputs: writer.write(segmenter.labels(outputs)),
                 )
             )
         return target

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -166,6 +166,12 @@ def _ramp(length: int, overlap: int, left: bool, right: bool) -> NDArray[np.floa
         if right:
             weights[-overlap:] = np.minimum(weights[-overlap:], ramp[::-1])
     return weights
+
+
+def read_plane(image: Any, axes: str, index: tuple[int, ...]) -> NDArray[Any]:
+    """The (C, Y, X) plane at stack position ``index`` of ``image`` (axes normalised)."""
+    plane = np.asarray(image[plane_selector(axes, index)]).transpose(plane_order(axes))
+    return plane if plane.ndim == 3 else plane[None]
 
 
 class Segmenter:
@@ -411,6 +417,74 @@ class Segmenter:
             outputs.probabilities, self.heads, config, min_size=config.min_size / outputs.scale**2
         )
 
+    def object_diameter(self, image: Any, axes: str, indices: Sequence[tuple[int, ...]]) -> float | None:
+        """The diameter a stack is segmented at: given, or estimated on the middle plane of ``indices``.
+
+        Parameters
+        ----------
+        image : array-like
+            Read one plane at a time.
+        axes : str
+            Normalised axes of ``image``.
+        indices : sequence of tuple
+            Stack positions that will be segmented.
+
+        Returns
+        -------
+        float or None
+            ``None`` when the model does not rescale its input.
+
+        """
+        diameter = self.inference.diameter
+        if diameter is None and self.bundle.preprocess.rescale:
+            middle = read_plane(image, axes, indices[len(indices) // 2])
+            diameter = self.estimate_diameter(self.normalise(middle))
+        return diameter
+
+    def predict_planes(
+        self,
+        image: Any,
+        axes: str,
+        indices: Sequence[tuple[int, ...]],
+        diameter: float | None,
+        sink: Callable[[tuple[int, ...], PlaneOutputs], None],
+    ) -> Generator[Progress, None, None]:
+        """Run the network on planes one at a time and hand each plane's outputs to ``sink``.
+
+        Parameters
+        ----------
+        image : array-like
+            Read one plane at a time (numpy, dask, zarr, memmap, a lazy TIFF).
+        axes : str
+            Normalised axes of ``image``.
+        indices : sequence of tuple
+            Stack positions, in the order to process them.
+        diameter : float or None
+            From :meth:`object_diameter`.
+        sink : callable
+            Receives ``(index, outputs)``; :meth:`labels` turns the outputs into
+            labels numbered 1..N within the plane.
+
+        Yields
+        ------
+        Progress
+            Per batch of tiles, ``step`` out of 1000 across all ``indices``.
+
+        """
+        for number, index in enumerate(indices):
+            predicted = self.predict_plane(read_plane(image, axes, index), diameter)
+            while True:
+                try:
+                    record = next(predicted)
+                except StopIteration as stop:
+                    plane_outputs: PlaneOutputs = stop.value
+                    break
+                fraction = (number + record.fraction) / len(indices)
+                yield Progress(
+                    round(fraction * 1000), 1000, f"plane {number + 1}/{len(indices)}: {record.message}"
+                )
+            sink(index, plane_outputs)
+
     # -- arrays ---------------------------------------------------------------------------
     def segment(
         self,
@@ -446,38 +520,24 @@ class Segmenter:
         """
         shape = tuple(int(n) for n in image.shape)
         axes = normalise_axes(axes or guess_axes(shape), shape)
-        order = plane_order(axes)
         indices = list(plane_indices(axes, shape)) if planes is None else list(planes)
         if not indices:
             raise ValueError("no planes to segment")
         labels = np.zeros(output_shape(axes, shape), np.int32)
-
-        def read_plane(index: tuple[int, ...]) -> NDArray[Any]:
-            plane = np.asarray(image[plane_selector(axes, index)]).transpose(order)
-            return plane if plane.ndim == 3 else plane[None]
-
-        diameter = self.inference.diameter
-        if diameter is None and self.bundle.preprocess.rescale:
+        if self.inference.diameter is None and self.bundle.preprocess.rescale:
             yield Progress(0, len(indices), "estimating object size")
-            diameter = self.estimate_diameter(self.normalise(read_plane(indices[len(indices) // 2])))
+        diameter = self.object_diameter(image, axes, indices)
         outputs: dict[tuple[int, ...], PlaneOutputs] = {}
         numbering = PlaneNumbering(stitch)
-        for number, index in enumerate(indices):
-            predicted = self.predict_plane(read_plane(index), diameter)
-            while True:
-                try:
-                    record = next(predicted)
-                except StopIteration as stop:
-                    plane_outputs: PlaneOutputs = stop.value
-                    break
-                fraction = (number + record.fraction) / len(indices)
-                yield Progress(
-                    round(fraction * 1000), 1000, f"plane {number + 1}/{len(indices)}: {record.message}"
-                )
-            plane_labels = numbering.add(index, self.labels(plane_outputs))
-            labels[plane_selector(output_axes(axes), index)] = plane_labels
+
+        def keep(index: tuple[int, ...], plane_outputs: PlaneOutputs) -> None:
+            labels[plane_selector(output_axes(axes), index)] = numbering.add(
+                index, self.labels(plane_outputs)
+            )
             if keep_outputs:
                 outputs[index] = plane_outputs
+
+        yield from self.predict_planes(image, axes, indices, diameter, keep)
         yield Progress(
             1000,
             1000,
