@@ -111,3 +111,29 @@ def test_removing_small_objects_keeps_the_order_of_ids() -> None:
     np.testing.assert_array_equal(remove_small_objects(labels, 2), [[1, 1, 0, 0], [2, 2, 2, 0]])
     np.testing.assert_array_equal(remove_small_objects(labels, 0), [[2, 2, 0, 1], [3, 3, 3, 0]])
     assert not remove_small_objects(np.zeros((3, 3), np.int32), 5).any()
+
+
+def test_a_fragment_joins_the_object_it_touches_and_a_lone_speck_goes() -> None:
+    outputs = np.zeros((3, 30, 40), np.float32)
+    outputs[0, 5:25, 5:25] = 0.9  # one foreground region ...
+    outputs[2, 8:22, 8:18] = 0.9  # ... with a big confident centre
+    outputs[2, 20:23, 21:24] = 0.9  # and a small one at its edge: a fragment once flooded
+    outputs[0, 2:4, 33:35] = 0.9  # a lone speck elsewhere
+    outputs[2, 2:4, 33:35] = 0.9
+    config = PostprocessConfig(min_size=60)
+    labels = labels_from_outputs(outputs, HEAD_NAMES, config)
+    assert labels.max() == 1
+    assert (labels == 1).sum() == 400  # the whole region, fragment included
+    assert not labels[2:4, 33:35].any()
+    # without merging the fragment, its pixels would have been lost
+    fragment_seeds = ndi.label(outputs[2] > 0.5)[0]
+    flooded = flood_regions(-outputs[2], fragment_seeds, outputs[0] > 0.5)
+    assert (remove_small_objects(flooded, 60) == 1).sum() < 400
+
+
+def test_merging_fragments_also_fills_the_background_for_membranes() -> None:
+    truth = touching_discs()
+    outputs = head_targets(truth)
+    outputs[2, 1:3, 1:3] = 1.0  # a stray seed in the corner floods a fragment
+    labels = labels_from_outputs(outputs, HEAD_NAMES, PostprocessConfig(fill_background=True, min_size=30))
+    assert labels.min() > 0 and labels.max() == 2

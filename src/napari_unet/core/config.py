@@ -117,7 +117,9 @@ class PostprocessConfig:
         Seeds are connected regions where the normalised distance exceeds
         this value (and the boundary probability is below 0.5).
     min_size : int
-        Objects smaller than this many pixels are removed.
+        Objects smaller than this many pixels (at the model's scale) lose
+        their seed: their pixels join the object they touch, and an object
+        that touches none is removed.
     fill_background : bool
         Grow objects over the whole image (for EM, where the background is
         only the thin membranes between objects).

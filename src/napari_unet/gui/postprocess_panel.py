@@ -60,9 +60,32 @@ class PostprocessPanel(Container):
         self._cache: _Cache | None = None
         self._touched = False
         self._showing = False
-        self._foreground = FloatSlider(label="Probability", min=0.05, max=0.95, step=0.05, value=0.5)
-        self._seed = FloatSlider(label="Seed threshold", min=0.05, max=0.95, step=0.05, value=0.5)
-        self._min_size = SpinBox(label="Min size (px)", min=0, max=100_000, value=10)
+        self._foreground = FloatSlider(
+            label="Probability",
+            min=0.05,
+            max=0.95,
+            step=0.05,
+            value=0.5,
+            tooltip="Pixels more likely than this to be inside an object are foreground.",
+        )
+        self._seed = FloatSlider(
+            label="Seed threshold",
+            min=0.05,
+            max=0.95,
+            step=0.05,
+            value=0.5,
+            tooltip="Lower joins objects cut in pieces; higher separates touching objects.",
+        )
+        self._min_size = SpinBox(
+            label="Min size (px)",
+            min=0,
+            max=100_000,
+            value=10,
+            tooltip=(
+                "Objects smaller than this (pixels at the model's scale) join the object "
+                "they touch, or are removed if they touch none."
+            ),
+        )
         self.extend([self._foreground, self._seed, self._min_size])
         self._timer = QTimer(self.native)  # dies with the panel: no late re-label
         self._timer.setSingleShot(True)
