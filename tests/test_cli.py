@@ -261,3 +261,25 @@ def test_evaluate_prints_design_metrics_as_json(
     assert metrics["images"] == 3
     assert 0.5 < metrics["ap50"] <= 1.0
     assert 0 <= metrics["adapted_rand_error"] < 0.5
+
+
+def test_post_processing_options_reach_the_labels_and_the_provenance(
+    real_inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = sorted(p for p in real_inputs.glob("*.tif") if p.stat().st_size > 5000)[0]
+    counts = {}
+    for name, options in (("default", []), ("strict", ["--probability", "0.9", "--min-size", "150"])):
+        out = tmp_path / name
+        assert main(["segment", str(image), "-o", str(out), *options]) == 0
+        with tifffile.TiffFile(out / image.name) as tiff:
+            provenance = json.loads(tiff.pages[0].description)
+            counts[name] = int(tiff.asarray().max())
+        if name == "strict":
+            assert provenance["postprocess"]["foreground_threshold"] == 0.9
+            assert provenance["postprocess"]["min_size"] == 150
+    assert 0 < counts["strict"] < counts["default"]
+
+    capsys.readouterr()
+    assert main(["segment", str(image), "-o", str(tmp_path / "bad"), "--seed-threshold", "1.5"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("napari-unet: error:") and "seed_threshold" in error and "\n" not in error

@@ -117,6 +117,22 @@ def _error(message: str) -> None:
     print(f"napari-unet: error: {message}", file=sys.stderr)
 
 
+def _postprocess(args: argparse.Namespace, bundle):  # noqa: ANN001, ANN202 - a ModelBundle -> PostprocessConfig
+    """The model's post-processing defaults with the thresholds given on the command line."""
+    import dataclasses
+
+    changes = {
+        field: value
+        for field, value in (
+            ("foreground_threshold", args.probability),
+            ("seed_threshold", args.seed_threshold),
+            ("min_size", args.min_size),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(bundle.postprocess, **changes)
+
+
 def _load(model: str):  # noqa: ANN202 - returns a ModelBundle (imported lazily)
     from napari_unet.core.weights import load_model, resolve_model
 
@@ -163,6 +179,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         _error(f"cannot write to the output folder {args.output}: {problem}")
         return 2
     bundle = _load(args.model)
+    try:
+        postprocess = _postprocess(args, bundle)
+    except ValueError as error:
+        _error(str(error))
+        return 2
     settings = BatchSettings(
         axes=args.axes, stitch=args.stitch, overwrite=args.overwrite, overlay=args.overlay
     )
@@ -181,12 +202,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             f"{len(inputs)} input(s)",
             file=sys.stderr,
         )
-        spec = ModelSpec.of(bundle, args.model, inference)
+        spec = ModelSpec.of(bundle, args.model, inference, postprocess)
         records = segment_files_on_cluster(
             inputs, Path(args.output), spec, client, settings, planes_per_task=args.planes_per_task
         )
     else:
-        segmenter = Segmenter(bundle, inference)
+        segmenter = Segmenter(bundle, inference, postprocess)
         print(f"model {bundle.name} on {segmenter.device}; {len(inputs)} input(s)", file=sys.stderr)
         records = segment_files(inputs, Path(args.output), segmenter, settings)
     failed = 0
@@ -288,7 +309,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         bundle = _load(args.model)
         name = bundle.name
         inference = InferenceConfig(device=args.device, diameter=args.diameter, amp=args.amp)
-        metrics = evaluate_bundle(bundle, pairs, inference=inference)
+        try:
+            postprocess = _postprocess(args, bundle)
+        except ValueError as error:
+            _error(str(error))
+            return 2
+        metrics = evaluate_bundle(bundle, pairs, inference=inference, postprocess=postprocess)
     if args.json:
         print(json.dumps({"model": name, "image_folder": str(args.images), **metrics}))
     else:
@@ -296,6 +322,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         for key in ("ap50", "ap75", "ap50_95", "foreground_iou", "adapted_rand_error"):
             print(f"  {key:<20} {metrics[key]:.4f}")
     return 0
+
+
+def _postprocess_options(command: argparse.ArgumentParser) -> None:
+    """``--probability``, ``--seed-threshold`` and ``--min-size`` (the widget's post-processing controls)."""
+    command.add_argument(
+        "--probability", type=float, help="foreground probability threshold (default: the model's)"
+    )
+    command.add_argument(
+        "--seed-threshold",
+        type=float,
+        help="lower joins objects cut in pieces, higher separates touching ones (default: the model's)",
+    )
+    command.add_argument(
+        "--min-size",
+        type=int,
+        help="objects under this many pixels at the model's scale join a touching object or are "
+        "dropped (default: the model's)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--axes", help="axes of the inputs, e.g. YX, ZYX, TZCYX, YXC (default: from the file)"
     )
     segment.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
+    _postprocess_options(segment)
     segment.add_argument("--pattern", default="*", help="file pattern inside folders (default *)")
     segment.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     segment.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
@@ -389,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--classical", action="store_true", help="score the Otsu + watershed baseline instead"
     )
     evaluate.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
+    _postprocess_options(evaluate)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument(
         "--amp",

@@ -204,6 +204,7 @@ class Segmenter:
         self.bundle = bundle
         self.inference = inference or InferenceConfig()
         self.postprocess = postprocess or bundle.postprocess
+        self._sizing_postprocess = PostprocessConfig(fill_background=bundle.postprocess.fill_background)
         self.device = choose_device(self.inference.device)
         self.channels_last = self.device.type == "cpu"
         self.network = self._prepare_network(bundle.network)
@@ -359,6 +360,12 @@ class Segmenter:
         implies.  The largest estimate wins, preferring those whose final
         pass saw objects near the model's size: cut-up objects only ever look
         smaller.  ``None`` if nothing is found.
+
+        Objects are measured with the default thresholds and minimum size,
+        not the model's or the user's post-processing: a minimum size tuned
+        for the model's scale (``phase-cells``: 300 px) would delete every
+        object of the 4x smaller view, and the estimate must not move when a
+        person drags a post-processing slider.
         """
         target = self.bundle.preprocess.object_diameter
         starts = (1.0, 0.25)
@@ -387,7 +394,7 @@ class Segmenter:
             x0 = max(0, (width - crop_edge) // 2)
             crop = normalised[:, y0 : y0 + crop_edge, x0 : x0 + crop_edge]
             probabilities = _run(self.predict_normalised(rescale(crop, scale)))
-            seen = median_diameter(labels_from_outputs(probabilities, self.heads, self.postprocess))
+            seen = median_diameter(labels_from_outputs(probabilities, self.heads, self._sizing_postprocess))
             if seen is None:
                 return result
             result = (seen / scale, seen)
