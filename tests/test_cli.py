@@ -282,4 +282,8 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
     capsys.readouterr()
     assert main(["segment", str(image), "-o", str(tmp_path / "bad"), "--seed-threshold", "1.5"]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("napari-unet: error:") and "seed_threshold" in error and "\n" not in error
+    assert (
+        error.startswith("napari-unet: error:")
+        and "--seed-threshold must be in (0, 1)" in error
+        and "\n" not in error
+    )

@@ -121,16 +121,21 @@ def _postprocess(args: argparse.Namespace, bundle):  # noqa: ANN001, ANN202 - a 
     """The model's post-processing defaults with the thresholds given on the command line."""
     import dataclasses
 
-    changes = {
-        field: value
-        for field, value in (
-            ("foreground_threshold", args.probability),
-            ("seed_threshold", args.seed_threshold),
-            ("min_size", args.min_size),
-        )
-        if value is not None
+    options = {
+        "foreground_threshold": "--probability",
+        "seed_threshold": "--seed-threshold",
+        "min_size": "--min-size",
     }
-    return dataclasses.replace(bundle.postprocess, **changes)
+    changes = {field: getattr(args, option[2:].replace("-", "_")) for field, option in options.items()}
+    try:
+        return dataclasses.replace(
+            bundle.postprocess, **{field: value for field, value in changes.items() if value is not None}
+        )
+    except ValueError as error:  # name the option, not the field
+        message = str(error)
+        for field, option in options.items():
+            message = message.replace(field, option)
+        raise ValueError(message) from None
 
 
 def _load(model: str):  # noqa: ANN202 - returns a ModelBundle (imported lazily)
