@@ -105,17 +105,33 @@ def test_batch_without_inputs_or_output_asks_for_them(batch, tmp_path: Path) -> 
     assert "No TIFF files" in widget._status.value
 
 
-def test_batch_on_a_dask_cluster_fills_the_same_table(qtbot, batch, folder: Path, tmp_path: Path) -> None:
+def test_batch_on_a_dask_cluster_fills_the_same_table(
+    qtbot, batch, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import distributed
 
+    from napari_unet.core import distributed as cluster_module
+
+    chunk_sizes = []
+    on_cluster = cluster_module.segment_files_on_cluster
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        chunk_sizes.append(args[5])
+        return on_cluster(*args, **kwargs)
+
+    monkeypatch.setattr(cluster_module, "segment_files_on_cluster", recording)
     _, widget = batch
     widget.set_inputs(folder=folder, pattern="[bs]*.tif", output=tmp_path / "out")  # broken.tif, stack.tif
+    assert widget._planes_per_task.native.isHidden()
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster:
         widget._scheduler.value = cluster.scheduler_address
+        assert not widget._planes_per_task.native.isHidden()  # only meaningful on a cluster
+        widget._planes_per_task.value = 2  # the 3-plane stack goes out as two tasks
         assert widget.run() is not None
         qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert statuses(widget) == {"broken.tif": "failed", "stack.tif": "done"}
     assert tifffile.imread(tmp_path / "out" / "stack.tif").shape == (3, 128, 128)
     assert widget._status.value == "Finished: 1 segmented, 0 already done, 1 failed."
+    assert chunk_sizes == [2]

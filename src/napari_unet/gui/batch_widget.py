@@ -24,6 +24,7 @@ from magicgui.widgets import (
     LineEdit,
     ProgressBar,
     PushButton,
+    SpinBox,
     Table,
 )
 from napari.qt.threading import GeneratorWorker, create_worker
@@ -56,6 +57,8 @@ class BatchRequest:
     settings : BatchSettings
     scheduler : str
         Dask scheduler address or scheduler file; empty to run here.
+    planes_per_task : int
+        On a cluster, large stacks are split into tasks of this many planes.
 
     """
 
@@ -65,6 +68,7 @@ class BatchRequest:
     device: str
     settings: BatchSettings
     scheduler: str = ""
+    planes_per_task: int = 8
 
 
 def batch_job(request: BatchRequest, models: ModelCache) -> Generator[Progress, None, None]:
@@ -83,7 +87,9 @@ def batch_job(request: BatchRequest, models: ModelCache) -> Generator[Progress, 
     client = connect(request.scheduler)
     try:
         spec = ModelSpec.of(bundle, request.model_path, inference)
-        yield from segment_files_on_cluster(request.inputs, request.outdir, spec, client, request.settings)
+        yield from segment_files_on_cluster(
+            request.inputs, request.outdir, spec, client, request.settings, request.planes_per_task
+        )
     finally:
         client.close()
 
@@ -134,6 +140,17 @@ class BatchWidget(Container):
             tooltip="empty: this computer; else tcp://host:8786 or a scheduler file "
             "(inputs, output and model at the same paths on the workers)",
         )
+        self._planes_per_task = SpinBox(
+            label="Planes per task",
+            value=8,
+            min=0,
+            max=10_000,
+            visible=False,
+            tooltip="on a cluster, stacks are split into tasks of this many planes (0: whole files)",
+        )
+        self._scheduler.changed.connect(
+            lambda value: setattr(self._planes_per_task, "visible", bool(str(value).strip()))
+        )
         self.model = ModelPanel(self._models, self._set_status)
         self._run = PushButton(text="Run")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -158,6 +175,7 @@ class BatchWidget(Container):
                 self._stitch,
                 self._overwrite,
                 self._scheduler,
+                self._planes_per_task,
             ]
         )
         inputs.margins = (0, 0, 0, 0)
@@ -216,6 +234,7 @@ class BatchWidget(Container):
             str(self.model.device.value),
             settings,
             str(self._scheduler.value).strip(),
+            int(self._planes_per_task.value),
         )
 
     # -- running ----------------------------------------------------------------------------
