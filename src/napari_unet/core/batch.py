@@ -41,7 +41,7 @@ from napari_unet.core.config import to_dict
 from napari_unet.core.inference import PlaneOutputs, Segmenter, read_plane
 from napari_unet.core.io import InputError, output_path, remove_stale_parts, write_overlay
 from napari_unet.core.postprocess import PlaneNumbering
-from napari_unet.core.progress import Progress
+from napari_unet.core.progress import Progress, relay
 from napari_unet.core.stacks import LabelStackWriter, PixelSize, TiffImage, read_label_metadata
 from napari_unet.core.weights import FORMAT_VERSION
 
@@ -357,14 +357,11 @@ def segment_files(
     settings = settings or BatchSettings()
     total = len(inputs)
     for number, path in enumerate(inputs):
-        job = segment_file(Path(path), Path(outdir), segmenter, settings)
-        while True:
-            try:
-                record = next(job)
-            except StopIteration as stop:
-                outcome: FileResult = stop.value
-                break
-            yield Progress(number, total, f"{Path(path).name}: {record.message}", {"file": record.fraction})
+
+        def of_batch(record: Progress, number: int = number, name: str = Path(path).name) -> Progress:
+            return Progress(number, total, f"{name}: {record.message}", {"file": record.fraction})
+
+        outcome = yield from relay(segment_file(Path(path), Path(outdir), segmenter, settings), of_batch)
         message = f"{Path(path).name}: {outcome.status}"
         if outcome.status == "skipped":
             message = f"{Path(path).name}: already done, skipped"

@@ -42,7 +42,7 @@ from napari_unet.core.axes import (
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.postprocess import PlaneNumbering, labels_from_outputs
 from napari_unet.core.preprocess import match_channels, percentile_normalise, rescale, resize_to
-from napari_unet.core.progress import Progress, final_result
+from napari_unet.core.progress import Progress, final_result, relay
 from napari_unet.core.targets import median_diameter
 from napari_unet.core.weights import ModelBundle, choose_device
 
@@ -479,17 +479,16 @@ class Segmenter:
 
         """
         for number, index in enumerate(indices):
-            predicted = self.predict_plane(read_plane(image, axes, index), diameter)
-            while True:
-                try:
-                    record = next(predicted)
-                except StopIteration as stop:
-                    plane_outputs: PlaneOutputs = stop.value
-                    break
+
+            def of_stack(record: Progress, number: int = number) -> Progress:
                 fraction = (number + record.fraction) / len(indices)
-                yield Progress(
+                return Progress(
                     round(fraction * 1000), 1000, f"plane {number + 1}/{len(indices)}: {record.message}"
                 )
+
+            plane_outputs = yield from relay(
+                self.predict_plane(read_plane(image, axes, index), diameter), of_stack
+            )
             sink(index, plane_outputs)
 
     # -- arrays ---------------------------------------------------------------------------

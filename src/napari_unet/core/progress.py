@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,19 @@ def final_result(records: Iterable[Progress]) -> Any:
     for record in records:
         result = record.result if record.result is not None else result
     return result
+
+
+def relay(
+    job: Generator[Progress, None, T], convert: Callable[[Progress], Progress]
+) -> Generator[Progress, None, T]:
+    """Yield ``convert(record)`` for each record of a sub-job; return the sub-job's return value.
+
+    For a job made of parts (planes of a stack, files of a batch) that reports
+    each part's progress as a share of the whole: ``value = yield from relay(part, convert)``.
+    """
+    while True:
+        try:
+            record = next(job)
+        except StopIteration as stop:
+            return stop.value
+        yield convert(record)
