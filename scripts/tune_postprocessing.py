@@ -1,18 +1,20 @@
 """Choose a model's default post-processing thresholds on its *training* images.
 
-Runs the network once per image, scores a grid of seed and foreground thresholds on the
-cached outputs (adapted Rand error for models that fill the image, AP@0.5 otherwise) and,
+Runs the network once per image, scores a grid of seed and foreground thresholds (and,
+with ``--join-thresholds``, thresholds for joining objects cut in two) on the cached outputs (adapted Rand error for models that fill the image, AP@0.5 otherwise) and,
 with ``--write``, stores the best as the model file's defaults (atomically), noting the
 choice in its provenance.  Never point it at a validation split.
 
 Usage: python scripts/tune_postprocessing.py MODEL_FILE IMAGES LABELS [--pattern GLOB]
-       [--limit N] [--min-size PX | --min-sizes PX [PX ...]] [--write]
+       [--limit N] [--seeds S [S ...]] [--foregrounds P [P ...]] [--min-size PX | --min-sizes PX [PX ...]]
+       [--join-thresholds T [T ...]] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 
 from napari_unet.core.config import PostprocessConfig, to_dict
 from napari_unet.core.inference import Segmenter, _run
@@ -31,9 +33,19 @@ def main() -> None:
     parser.add_argument("labels")
     parser.add_argument("--pattern", default="*")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--seeds", type=float, nargs="+", default=SEEDS, help="seed thresholds to try")
+    parser.add_argument(
+        "--foregrounds", type=float, nargs="+", default=FOREGROUNDS, help="probability thresholds to try"
+    )
     parser.add_argument("--min-size", type=int, help="also set the default minimum object size")
     parser.add_argument(
         "--min-sizes", type=int, nargs="+", help="also choose the minimum object size among these"
+    )
+    parser.add_argument(
+        "--join-thresholds",
+        type=float,
+        nargs="+",
+        help="also choose the join threshold among these (1 = off)",
     )
     parser.add_argument("--write", action="store_true", help="store the best thresholds in the model file")
     args = parser.parse_args()
@@ -55,26 +67,27 @@ def main() -> None:
     fill = bundle.postprocess.fill_background
     results = []
     min_sizes = args.min_sizes or [bundle.postprocess.min_size]
+    joins = args.join_thresholds or [bundle.postprocess.join_threshold]
     print(
-        f"| foreground | seed | min size | AP@0.5 | adapted Rand error |  "
+        f"| foreground | seed | min size | join | AP@0.5 | adapted Rand error |  "
         f"({args.model}, {len(pairs)} training images)"
     )
-    print("|---|---|---|---|---|")
-    for foreground in FOREGROUNDS:
-        for seed in SEEDS:
-            for min_size in min_sizes:
-                config = dataclasses.replace(
-                    bundle.postprocess,
-                    foreground_threshold=foreground,
-                    seed_threshold=seed,
-                    min_size=min_size,
-                )
-                metrics = summarise(truth, [segmenter.labels(o, config) for o in outputs])
-                results.append((metrics, config))
-                print(
-                    f"| {foreground} | {seed} | {min_size} | {metrics['ap50']:.3f} "
-                    f"| {metrics['adapted_rand_error']:.4f} |"
-                )
+    print("|---|---|---|---|---|---|")
+    for foreground, seed, min_size, join in itertools.product(args.foregrounds, args.seeds, min_sizes, joins):
+        config = dataclasses.replace(
+            bundle.postprocess,
+            foreground_threshold=foreground,
+            seed_threshold=seed,
+            min_size=min_size,
+            join_threshold=join,
+        )
+        metrics = summarise(truth, [segmenter.labels(o, config) for o in outputs])
+        results.append((metrics, config))
+        print(
+            f"| {foreground} | {seed} | {min_size} | {join} | {metrics['ap50']:.3f} "
+            f"| {metrics['adapted_rand_error']:.4f} |",
+            flush=True,
+        )
     if fill:
         best_metrics, best = min(results, key=lambda r: r[0]["adapted_rand_error"])
     else:

@@ -268,7 +268,8 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
 ) -> None:
     image = sorted(p for p in real_inputs.glob("*.tif") if p.stat().st_size > 5000)[0]
     counts = {}
-    for name, options in (("default", []), ("strict", ["--probability", "0.9", "--min-size", "150"])):
+    strict = ["--probability", "0.9", "--min-size", "150", "--join-threshold", "0.6"]
+    for name, options in (("default", []), ("strict", strict)):
         out = tmp_path / name
         assert main(["segment", str(image), "-o", str(out), *options]) == 0
         with tifffile.TiffFile(out / image.name) as tiff:
@@ -277,6 +278,7 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
         if name == "strict":
             assert provenance["postprocess"]["foreground_threshold"] == 0.9
             assert provenance["postprocess"]["min_size"] == 150
+            assert provenance["postprocess"]["join_threshold"] == 0.6
     assert 0 < counts["strict"] < counts["default"]
 
     capsys.readouterr()
@@ -287,3 +289,5 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
         and "--seed-threshold must be in (0, 1)" in error
         and "\n" not in error
     )
+    assert main(["segment", str(image), "-o", str(tmp_path / "bad"), "--join-threshold", "0"]) == 2
+    assert "--join-threshold must be in (0, 1]" in capsys.readouterr().err

@@ -125,6 +125,7 @@ def _postprocess(args: argparse.Namespace, bundle):  # noqa: ANN001, ANN202 - a 
         "foreground_threshold": "--probability",
         "seed_threshold": "--seed-threshold",
         "min_size": "--min-size",
+        "join_threshold": "--join-threshold",
     }
     changes = {field: getattr(args, option[2:].replace("-", "_")) for field, option in options.items()}
     try:
@@ -330,7 +331,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _postprocess_options(command: argparse.ArgumentParser) -> None:
-    """``--probability``, ``--seed-threshold`` and ``--min-size`` (the widget's post-processing controls)."""
+    """``--probability``, ``--seed-threshold``, ``--min-size``, ``--join-threshold`` (the widget's controls)."""
     command.add_argument(
         "--probability", type=float, help="foreground probability threshold (default: the model's)"
     )
@@ -344,6 +345,12 @@ def _postprocess_options(command: argparse.ArgumentParser) -> None:
         type=int,
         help="objects under this many pixels at the model's scale join a touching object or are "
         "dropped (default: the model's)",
+    )
+    command.add_argument(
+        "--join-threshold",
+        type=float,
+        help="touching objects are joined when the border between them runs higher than this "
+        "fraction of the distance map's peak; 1 joins nothing, lower joins more (default: the model's)",
     )
 
 

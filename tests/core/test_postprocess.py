@@ -7,6 +7,7 @@ from napari_unet.core.config import HEAD_NAMES, PostprocessConfig
 from napari_unet.core.postprocess import (
     PlaneNumbering,
     flood_regions,
+    join_over_saddles,
     labels_from_outputs,
     remove_small_objects,
     stitch_planes,
@@ -137,3 +138,39 @@ def test_merging_fragments_also_fills_the_background_for_membranes() -> None:
     outputs[2, 1:3, 1:3] = 1.0  # a stray seed in the corner floods a fragment
     labels = labels_from_outputs(outputs, HEAD_NAMES, PostprocessConfig(fill_background=True, min_size=30))
     assert labels.min() > 0 and labels.max() == 2
+
+
+def test_an_object_cut_through_its_middle_is_joined_and_touching_objects_are_not() -> None:
+    truth = touching_discs()
+    distance = head_targets(truth)[2]
+    cut = truth.copy()
+    cut[(truth == 1) & (np.arange(60)[None, :] >= 20)] = 3  # disc 1 cut in two through its centre
+    joined = join_over_saddles(cut, distance, 0.7)
+    assert joined.max() == 2
+    np.testing.assert_array_equal(joined, truth)  # renumbered in order of the lowest old id
+    # the border of the two real discs runs along the distance map's valley
+    np.testing.assert_array_equal(join_over_saddles(truth, distance, 0.7), truth)
+    # threshold 1 joins nothing
+    np.testing.assert_array_equal(join_over_saddles(cut, distance, 1.0), cut)
+
+
+def test_join_threshold_in_postprocessing_mends_a_nucleus_with_two_seeds() -> None:
+    truth = touching_discs()
+    outputs = head_targets(truth)
+    outputs[2][truth == 1] = np.where(  # disc 1's distance output has two peaks with a shallow dip between
+        np.abs(np.arange(60)[None, :] - 20) < 2, 0.45, outputs[2]
+    )[truth == 1]
+    split = labels_from_outputs(outputs, HEAD_NAMES, PostprocessConfig())
+    assert split.max() == 3
+    mended = labels_from_outputs(outputs, HEAD_NAMES, PostprocessConfig(join_threshold=0.4))
+    assert mended.max() == 2
+    for value in (1, 2):
+        overlap = np.bincount(mended[truth == value], minlength=3)
+        assert overlap.max() / overlap.sum() > 0.95
+
+
+def test_join_threshold_is_checked() -> None:
+    with pytest.raises(ValueError, match="join_threshold"):
+        PostprocessConfig(join_threshold=0.0)
+    with pytest.raises(ValueError, match="join_threshold"):
+        PostprocessConfig(join_threshold=1.5)

@@ -170,9 +170,13 @@ def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nucle
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     before = labels_layer.data.copy()
     monkeypatch.setattr("napari_unet.gui.widget.segment_worker", None)  # the network must not run again
-    widget.postprocess._foreground.value = 0.9
+    widget.postprocess._join.value = 0.05  # touching nuclei are joined: fewer objects, same foreground
     qtbot.waitUntil(lambda: widget._status.value.startswith("Post-processing"), timeout=3000)
-    assert (labels_layer.data > 0).sum() < (before > 0).sum()
+    assert len(np.unique(labels_layer.data)) < len(np.unique(before))
+    np.testing.assert_array_equal(labels_layer.data > 0, before > 0)
+    widget.postprocess._join.value = 1.0
+    widget.postprocess._foreground.value = 0.9
+    qtbot.waitUntil(lambda: (labels_layer.data > 0).sum() < (before > 0).sum(), timeout=3000)
     widget.postprocess._min_size.value = 100_000
     qtbot.waitUntil(lambda: not labels_layer.data.any(), timeout=3000)
 

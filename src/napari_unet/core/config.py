@@ -123,6 +123,12 @@ class PostprocessConfig:
     fill_background : bool
         Grow objects over the whole image (for EM, where the background is
         only the thin membranes between objects).
+    join_threshold : float
+        Touching objects are joined when the distance output along their
+        border rises above this fraction of the lower object's peak (the
+        border cuts through one object rather than running between two).
+        1 joins nothing; lower joins more.  Used by models with a distance
+        head.
 
     """
 
@@ -130,11 +136,13 @@ class PostprocessConfig:
     seed_threshold: float = 0.5
     min_size: int = 10
     fill_background: bool = False
+    join_threshold: float = 1.0
 
     def __post_init__(self) -> None:
         _check(0.0 < self.foreground_threshold < 1.0, "foreground_threshold must be in (0, 1)")
         _check(0.0 < self.seed_threshold < 1.0, "seed_threshold must be in (0, 1)")
         _check(self.min_size >= 0, f"min_size must be >= 0, got {self.min_size}")
+        _check(0.0 < self.join_threshold <= 1.0, "join_threshold must be in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,13 @@ class Segmenter:
         self.bundle = bundle
         self.inference = inference or InferenceConfig()
         self.postprocess = postprocess or bundle.postprocess
-        self._sizing_postprocess = PostprocessConfig(fill_background=bundle.postprocess.fill_background)
+        # objects are measured with default thresholds (a large minimum size would delete every object
+        # of a view the estimate shrinks), but with the model's join threshold: a nucleus cut in two
+        # would be measured as two small ones and the estimate would run away to smaller sizes
+        self._sizing_postprocess = PostprocessConfig(
+            fill_background=bundle.postprocess.fill_background,
+            join_threshold=bundle.postprocess.join_threshold,
+        )
         self.device = choose_device(self.inference.device)
         self.channels_last = self.device.type == "cpu"
         self.network = self._prepare_network(bundle.network)

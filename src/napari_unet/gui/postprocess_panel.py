@@ -31,7 +31,7 @@ class _Cache:
 
 
 class PostprocessPanel(Container):
-    """Probability threshold, seed threshold and minimum object size.
+    """Probability threshold, seed threshold, minimum object size and join threshold.
 
     Until the person moves a control, segmentation uses the model's own
     settings (and the controls then show them).
@@ -86,12 +86,24 @@ class PostprocessPanel(Container):
                 "they touch, or are removed if they touch none."
             ),
         )
-        self.extend([self._foreground, self._seed, self._min_size])
+        self._join = FloatSlider(
+            label="Join threshold",
+            min=0.05,
+            max=1.0,
+            step=0.05,
+            value=1.0,
+            tooltip=(
+                "Touching objects are joined when the line between them runs this high on the "
+                "distance map (fraction of its peak). 1 joins nothing; lower mends more objects "
+                "cut in two, but may join touching ones."
+            ),
+        )
+        self.extend([self._foreground, self._seed, self._min_size, self._join])
         self._timer = QTimer(self.native)  # dies with the panel: no late re-label
         self._timer.setSingleShot(True)
         self._timer.setInterval(RELABEL_DELAY_MS)
         self._timer.timeout.connect(self.relabel)
-        for control in (self._foreground, self._seed, self._min_size):
+        for control in (self._foreground, self._seed, self._min_size, self._join):
             control.changed.connect(self._on_control_changed)
 
     def config(self) -> PostprocessConfig | None:
@@ -104,6 +116,7 @@ class PostprocessPanel(Container):
             foreground_threshold=float(self._foreground.value),
             seed_threshold=float(self._seed.value),
             min_size=int(self._min_size.value),
+            join_threshold=float(self._join.value),
         )
 
     def use_model_defaults(self) -> None:
@@ -137,6 +150,7 @@ class PostprocessPanel(Container):
             self._foreground.value = config.foreground_threshold
             self._seed.value = config.seed_threshold
             self._min_size.value = config.min_size
+            self._join.value = config.join_threshold
         finally:
             self._showing = False
 
