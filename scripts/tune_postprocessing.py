@@ -7,7 +7,7 @@ choice in its provenance.  Never point it at a validation split.
 
 Usage: python scripts/tune_postprocessing.py MODEL_FILE IMAGES LABELS [--pattern GLOB]
        [--limit N] [--seeds S [S ...]] [--foregrounds P [P ...]] [--min-size PX | --min-sizes PX [PX ...]]
-       [--join-thresholds T [T ...]] [--write]
+       [--join-thresholds T [T ...]] [--object-probabilities P [P ...]] [--write]
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ def main() -> None:
         nargs="+",
         help="also choose the join threshold among these (1 = off)",
     )
+    parser.add_argument(
+        "--object-probabilities",
+        type=float,
+        nargs="+",
+        help="also choose the lowest mean probability an object keeps among these (0 = off)",
+    )
     parser.add_argument("--write", action="store_true", help="store the best thresholds in the model file")
     args = parser.parse_args()
     bundle = load_model(args.model)
@@ -68,23 +74,26 @@ def main() -> None:
     results = []
     min_sizes = args.min_sizes or [bundle.postprocess.min_size]
     joins = args.join_thresholds or [bundle.postprocess.join_threshold]
+    object_probabilities = args.object_probabilities or [bundle.postprocess.object_probability]
     print(
-        f"| foreground | seed | min size | join | AP@0.5 | adapted Rand error |  "
+        f"| foreground | seed | min size | join | object probability | AP@0.5 | adapted Rand error |  "
         f"({args.model}, {len(pairs)} training images)"
     )
-    print("|---|---|---|---|---|---|")
-    for foreground, seed, min_size, join in itertools.product(args.foregrounds, args.seeds, min_sizes, joins):
+    print("|---|---|---|---|---|---|---|")
+    grid = itertools.product(args.foregrounds, args.seeds, min_sizes, joins, object_probabilities)
+    for foreground, seed, min_size, join, object_probability in grid:
         config = dataclasses.replace(
             bundle.postprocess,
             foreground_threshold=foreground,
             seed_threshold=seed,
             min_size=min_size,
             join_threshold=join,
+            object_probability=object_probability,
         )
         metrics = summarise(truth, [segmenter.labels(o, config) for o in outputs])
         results.append((metrics, config))
         print(
-            f"| {foreground} | {seed} | {min_size} | {join} | {metrics['ap50']:.3f} "
+            f"| {foreground} | {seed} | {min_size} | {join} | {object_probability} | {metrics['ap50']:.3f} "
             f"| {metrics['adapted_rand_error']:.4f} |",
             flush=True,
         )

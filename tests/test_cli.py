@@ -268,7 +268,16 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
 ) -> None:
     image = sorted(p for p in real_inputs.glob("*.tif") if p.stat().st_size > 5000)[0]
     counts = {}
-    strict = ["--probability", "0.9", "--min-size", "150", "--join-threshold", "0.6"]
+    strict = [
+        "--probability",
+        "0.9",
+        "--min-size",
+        "150",
+        "--join-threshold",
+        "0.6",
+        "--object-probability",
+        "0.8",
+    ]
     for name, options in (("default", []), ("strict", strict)):
         out = tmp_path / name
         assert main(["segment", str(image), "-o", str(out), *options]) == 0
@@ -279,6 +288,7 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
             assert provenance["postprocess"]["foreground_threshold"] == 0.9
             assert provenance["postprocess"]["min_size"] == 150
             assert provenance["postprocess"]["join_threshold"] == 0.6
+            assert provenance["postprocess"]["object_probability"] == 0.8
     assert 0 < counts["strict"] < counts["default"]
 
     capsys.readouterr()
@@ -291,3 +301,5 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
     )
     assert main(["segment", str(image), "-o", str(tmp_path / "bad"), "--join-threshold", "0"]) == 2
     assert "--join-threshold must be in (0, 1]" in capsys.readouterr().err
+    assert main(["segment", str(image), "-o", str(tmp_path / "bad"), "--object-probability", "1"]) == 2
+    assert "--object-probability must be in [0, 1)" in capsys.readouterr().err

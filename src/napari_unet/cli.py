@@ -126,6 +126,7 @@ def _postprocess(args: argparse.Namespace, bundle):  # noqa: ANN001, ANN202 - a 
         "seed_threshold": "--seed-threshold",
         "min_size": "--min-size",
         "join_threshold": "--join-threshold",
+        "object_probability": "--object-probability",
     }
     changes = {field: getattr(args, option[2:].replace("-", "_")) for field, option in options.items()}
     try:
@@ -331,7 +332,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _postprocess_options(command: argparse.ArgumentParser) -> None:
-    """``--probability``, ``--seed-threshold``, ``--min-size``, ``--join-threshold`` (the widget's controls)."""
+    """The widget's post-processing controls as options (``--probability``, ``--seed-threshold``, ...)."""
     command.add_argument(
         "--probability", type=float, help="foreground probability threshold (default: the model's)"
     )
@@ -351,6 +352,12 @@ def _postprocess_options(command: argparse.ArgumentParser) -> None:
         type=float,
         help="touching objects are joined when the border between them runs higher than this "
         "fraction of the distance map's peak; 1 joins nothing, lower joins more (default: the model's)",
+    )
+    command.add_argument(
+        "--object-probability",
+        type=float,
+        help="objects whose mean foreground probability is under this are dropped; 0 keeps all "
+        "(default: the model's)",
     )
 
 

@@ -11,6 +11,7 @@ from napari_unet.core.postprocess import (
     labels_from_outputs,
     remove_small_objects,
     stitch_planes,
+    without_doubtful_objects,
 )
 from napari_unet.core.targets import head_targets, median_diameter
 
@@ -174,3 +175,19 @@ def test_join_threshold_is_checked() -> None:
         PostprocessConfig(join_threshold=0.0)
     with pytest.raises(ValueError, match="join_threshold"):
         PostprocessConfig(join_threshold=1.5)
+
+
+def test_objects_the_network_doubts_are_dropped() -> None:
+    truth = touching_discs()
+    outputs = head_targets(truth)
+    outputs[0][truth == 2] = 0.6  # the second disc is only just foreground
+    assert labels_from_outputs(outputs, HEAD_NAMES, PostprocessConfig()).max() == 2
+    labels = labels_from_outputs(outputs, HEAD_NAMES, PostprocessConfig(object_probability=0.8))
+    assert labels.max() == 1
+    assert (labels[truth == 1] == 1).mean() > 0.95 and not labels[truth == 2].any()
+    # the mean decides, not single pixels: a confident object with one doubtful pixel stays
+    foreground = np.where(truth > 0, 0.9, 0.0)
+    foreground[20, 20] = 0.1
+    np.testing.assert_array_equal(without_doubtful_objects(truth, foreground, 0.8), truth)
+    with pytest.raises(ValueError, match="object_probability"):
+        PostprocessConfig(object_probability=1.0)

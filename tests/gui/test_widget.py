@@ -175,6 +175,10 @@ def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nucle
     assert len(np.unique(labels_layer.data)) < len(np.unique(before))
     np.testing.assert_array_equal(labels_layer.data > 0, before > 0)
     widget.postprocess._join.value = 1.0
+    widget.postprocess._object_probability.value = 0.95  # the least certain nuclei go
+    qtbot.waitUntil(lambda: 0 < (labels_layer.data > 0).sum() < (before > 0).sum(), timeout=3000)
+    assert not (labels_layer.data > 0)[before == 0].any()  # whole objects dropped, nothing added
+    widget.postprocess._object_probability.value = 0.0
     widget.postprocess._foreground.value = 0.9
     qtbot.waitUntil(lambda: (labels_layer.data > 0).sum() < (before > 0).sum(), timeout=3000)
     widget.postprocess._min_size.value = 100_000

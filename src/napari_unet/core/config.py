@@ -129,6 +129,9 @@ class PostprocessConfig:
         border cuts through one object rather than running between two).
         1 joins nothing; lower joins more.  Used by models with a distance
         head.
+    object_probability : float
+        Objects whose mean foreground probability is below this are dropped
+        (faint or doubtful detections; 0 keeps every object).
 
     """
 
@@ -137,12 +140,14 @@ class PostprocessConfig:
     min_size: int = 10
     fill_background: bool = False
     join_threshold: float = 1.0
+    object_probability: float = 0.0
 
     def __post_init__(self) -> None:
         _check(0.0 < self.foreground_threshold < 1.0, "foreground_threshold must be in (0, 1)")
         _check(0.0 < self.seed_threshold < 1.0, "seed_threshold must be in (0, 1)")
         _check(self.min_size >= 0, f"min_size must be >= 0, got {self.min_size}")
         _check(0.0 < self.join_threshold <= 1.0, "join_threshold must be in (0, 1]")
+        _check(0.0 <= self.object_probability < 1.0, "object_probability must be in [0, 1)")
 
 
 @dataclass(frozen=True)

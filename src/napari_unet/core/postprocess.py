@@ -12,7 +12,8 @@ again, so a fragment joins the object it touches; what is still too small
 Touching objects are joined where the line between them runs through the
 middle of an object rather than along a dip of the distance map: two seeds
 of one large, textured nucleus are joined, two touching nuclei are not
-(``join_over_saddles``).
+(``join_over_saddles``).  Objects the network is unsure of as a whole (mean
+foreground probability under ``object_probability``) are dropped last.
 
 Within the foreground mask each connected region floods on its own, so only
 regions holding two or more seeds need a watershed, each on its own bounding
@@ -92,7 +93,41 @@ def labels_from_outputs(
         labels = flood(fewer)
     if distance is not None and config.join_threshold < 1.0:
         labels = join_over_saddles(labels, distance, config.join_threshold)
+    if config.object_probability > 0.0:
+        labels = without_doubtful_objects(labels, channel["foreground"], config.object_probability)
     return remove_small_objects(labels, size_limit)
+
+
+def without_doubtful_objects(
+    labels: NDArray[np.integer], foreground: NDArray[np.floating], threshold: float
+) -> NDArray[np.int32]:
+    """Set to background the objects whose mean foreground probability is under ``threshold``.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+        Objects numbered 1..N (0 = background).
+    foreground : ndarray of float, shape (Y, X)
+        The foreground probability.
+    threshold : float
+        Lowest mean probability an object keeps.
+
+    Returns
+    -------
+    ndarray of int32, shape (Y, X)
+        The same ids, the dropped objects' pixels 0 (not renumbered).
+
+    """
+    labels = labels.astype(np.int32, copy=False)
+    count = int(labels.max()) if labels.size else 0
+    if count == 0:
+        return labels
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=count + 1)
+    total = np.bincount(flat, weights=foreground.ravel().astype(np.float64), minlength=count + 1)
+    kept = total >= threshold * area  # mean >= threshold, without dividing by empty ids
+    kept[0] = True
+    return np.where(kept[labels], labels, 0).astype(np.int32)
 
 
 def join_over_saddles(

@@ -31,7 +31,7 @@ class _Cache:
 
 
 class PostprocessPanel(Container):
-    """Probability threshold, seed threshold, minimum object size and join threshold.
+    """Probability and seed thresholds, minimum object size, join threshold, object probability.
 
     Until the person moves a control, segmentation uses the model's own
     settings (and the controls then show them).
@@ -98,12 +98,24 @@ class PostprocessPanel(Container):
                 "cut in two, but may join touching ones."
             ),
         )
-        self.extend([self._foreground, self._seed, self._min_size, self._join])
+        self._object_probability = FloatSlider(
+            label="Object probability",
+            min=0.0,
+            max=0.95,
+            step=0.05,
+            value=0.0,
+            tooltip=(
+                "Objects whose mean probability is under this are dropped (faint or doubtful "
+                "detections). 0 keeps every object."
+            ),
+        )
+        self._controls = (self._foreground, self._seed, self._min_size, self._join, self._object_probability)
+        self.extend(self._controls)
         self._timer = QTimer(self.native)  # dies with the panel: no late re-label
         self._timer.setSingleShot(True)
         self._timer.setInterval(RELABEL_DELAY_MS)
         self._timer.timeout.connect(self.relabel)
-        for control in (self._foreground, self._seed, self._min_size, self._join):
+        for control in self._controls:
             control.changed.connect(self._on_control_changed)
 
     def config(self) -> PostprocessConfig | None:
@@ -117,6 +129,7 @@ class PostprocessPanel(Container):
             seed_threshold=float(self._seed.value),
             min_size=int(self._min_size.value),
             join_threshold=float(self._join.value),
+            object_probability=float(self._object_probability.value),
         )
 
     def use_model_defaults(self) -> None:
@@ -151,6 +164,7 @@ class PostprocessPanel(Container):
             self._seed.value = config.seed_threshold
             self._min_size.value = config.min_size
             self._join.value = config.join_threshold
+            self._object_probability.value = config.object_probability
         finally:
             self._showing = False
 
