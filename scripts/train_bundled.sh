@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the bundled models from the real data in ../shared/data (CPU, 2 cores: ~30 min each).
+# Reproduce the bundled models from the real data in ../shared/data (CPU, 2 cores: 0.5-2 h each).
 # Usage: scripts/train_bundled.sh [nuclei|phase-cells|em-membranes]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,24 +17,43 @@ for model in "${models[@]}"; do
         -o "$OUT/nuclei-stage2.pt" --from "$OUT/nuclei-stage1.pt" --train-norm --steps 1500 --lr 1e-3 --log-every 100
       napari-unet train --images "$DATA/nuclei-dsb2018/train/images" --labels "$DATA/nuclei-dsb2018/train/labels" \
         -o "$OUT/nuclei.pt" --from "$OUT/nuclei-stage2.pt" --train-norm --steps 2500 --lr 7e-4 --seed 3 --log-every 100
+      # post-processing on 80 training images: join threshold, then the object probability
+      python scripts/tune_postprocessing.py "$OUT/nuclei.pt" "$DATA/nuclei-dsb2018/train/images" \
+        "$DATA/nuclei-dsb2018/train/labels" --limit 80 --foregrounds 0.5 --seeds 0.4 0.5 0.6 \
+        --join-thresholds 1.0 0.6 0.7 0.8 --write
+      python scripts/tune_postprocessing.py "$OUT/nuclei.pt" "$DATA/nuclei-dsb2018/train/images" \
+        "$DATA/nuclei-dsb2018/train/labels" --limit 80 --foregrounds 0.5 --seeds 0.5 --join-thresholds 0.7 \
+        --object-probabilities 0 0.7 0.75 0.8 0.85 --write
       rm -f "$OUT/nuclei-stage1.pt" "$OUT/nuclei-stage2.pt" ;;
     phase-cells)
       # stage 1: scale jitter 1.5, no bright-object augmentation (commit c903bcd's sampler); stage 2: 4,000 more
-      # steps at lr 1e-3 with today's sampler (scale jitter 2); then the post-processing defaults are chosen on
-      # the training images (seed 0.3, minimum size 300 px at the model's scale, fragments merged)
+      # steps at lr 1e-3 with today's sampler (scale jitter 2); stage 3: 3,500 more at lr 5e-4; then the
+      # post-processing defaults are chosen on the training images (min size, then join threshold with the
+      # seed and probability thresholds, then the object probability)
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
         -o "$OUT/phase-cells-stage1.pt" --name phase-cells --steps 2500 --diameter 32 --min-size 30 --scale-jitter 1.5 \
         --log-every 100
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
-        -o "$OUT/phase-cells.pt" --from "$OUT/phase-cells-stage1.pt" --train-norm --steps 4000 --lr 1e-3 --seed 5 \
+        -o "$OUT/phase-cells-stage2.pt" --from "$OUT/phase-cells-stage1.pt" --train-norm --steps 4000 --lr 1e-3 \
+        --seed 5 --log-every 100
+      napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
+        -o "$OUT/phase-cells.pt" --from "$OUT/phase-cells-stage2.pt" --train-norm --steps 3500 --lr 5e-4 --seed 6 \
         --log-every 100
-      python scripts/tune_postprocessing.py "$OUT/phase-cells.pt" "$DATA/cells-usiigaci/train/images" \
-        "$DATA/cells-usiigaci/train/labels" --min-sizes 200 300 400 --write
-      rm -f "$OUT/phase-cells-stage1.pt" ;;
+      tune=(python scripts/tune_postprocessing.py "$OUT/phase-cells.pt" "$DATA/cells-usiigaci/train/images"
+        "$DATA/cells-usiigaci/train/labels" --write)
+      "${tune[@]}" --min-sizes 200 300 400
+      "${tune[@]}" --foregrounds 0.5 0.6 --seeds 0.4 0.5 --min-sizes 300 --join-thresholds 0.5 0.6 0.7
+      "${tune[@]}" --foregrounds 0.5 --seeds 0.5 --min-sizes 300 --join-thresholds 0.6 \
+        --object-probabilities 0 0.6 0.7 0.8
+      rm -f "$OUT/phase-cells-stage1.pt" "$OUT/phase-cells-stage2.pt" ;;
     em-membranes)
       napari-unet train --images "$DATA/em-isbi2012/train/images" --labels "$DATA/em-isbi2012/train/labels" \
         --pattern 'slice[01]*.tif' -o "$OUT/em-membranes.pt" --name em-membranes --steps 1500 \
-        --no-rescale --diameter 28 --scale-jitter 1.3 --fill-background --log-every 100 ;;
+        --no-rescale --diameter 28 --scale-jitter 1.3 --fill-background --log-every 100
+      tune=(python scripts/tune_postprocessing.py "$OUT/em-membranes.pt" "$DATA/em-isbi2012/train/images"
+        "$DATA/em-isbi2012/train/labels" --pattern 'slice[01]*.tif' --write)
+      "${tune[@]}" --min-size 50
+      "${tune[@]}" --foregrounds 0.6 --seeds 0.2 0.3 --min-sizes 50 --join-thresholds 1.0 0.6 0.7 0.8 0.9 ;;
     *) echo "unknown model $model" >&2; exit 2 ;;
   esac
 done

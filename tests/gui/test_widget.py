@@ -185,6 +185,24 @@ def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nucle
     qtbot.waitUntil(lambda: not labels_layer.data.any(), timeout=3000)
 
 
+def test_diameter_and_augment_reach_the_segmentation(qtbot, viewer_and_widget, nuclei_image):
+    viewer, widget = viewer_and_widget
+    _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
+    assert "objects ~30 px" not in widget._status.value  # estimated: not the size given below
+    estimated = labels_layer.data.copy()
+    widget._diameter.value = 30.0
+    widget._augment.value = True
+    assert widget.segment() is not None
+    wait_segmented(qtbot, widget)
+    assert "objects ~30 px" in widget._status.value
+    assert widget.postprocess._cache.segmenter.inference.augment
+    assert not np.array_equal(labels_layer.data, estimated)
+    widget._diameter.value = 0.0  # back to estimating
+    assert widget.segment() is not None
+    wait_segmented(qtbot, widget)
+    assert "objects ~30 px" not in widget._status.value
+
+
 def test_reopened_image_offers_its_saved_corrections(qtbot, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)

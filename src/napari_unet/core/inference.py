@@ -245,14 +245,24 @@ class Segmenter:
             logits = self.network(tensor)
         return torch.sigmoid(logits.float()).cpu().numpy()
 
+    def _forward_augmented(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Outputs averaged over the batch and its three flips, each flipped back."""
+        total = self._forward(batch)
+        for axes in ((-2,), (-1,), (-2, -1)):
+            flipped = np.ascontiguousarray(np.flip(batch, axes))
+            total += np.flip(self._forward(flipped), axes)
+        return total / 4
+
     def predict_normalised(
-        self, image: NDArray[np.float32]
+        self, image: NDArray[np.float32], augment: bool = False
     ) -> Generator[Progress, None, NDArray[np.float32]]:
         """Blend tiled network outputs over a normalised image at the model's scale.
 
         Parameters
         ----------
         image : ndarray of float32, shape (C, Y, X)
+        augment : bool
+            Average each tile's outputs over its flips (4x the network time).
 
         Yields
         ------
@@ -278,7 +288,7 @@ class Segmenter:
         heads = len(self.heads)
         if len(boxes) == 1:
             yield Progress(0, 1, "network")
-            out = self._forward(image[None])[0]
+            out = (self._forward_augmented if augment else self._forward)(image[None])[0]
             yield Progress(1, 1, "network")
             return out[:, :height, :width]
         total = np.zeros((heads, padded_h, padded_w), np.float32)
@@ -291,7 +301,7 @@ class Segmenter:
             )
 
         done = 0
-        with closing(self._predict_chunks(chunks, tiles)) as predictions:
+        with closing(self._predict_chunks(chunks, tiles, augment)) as predictions:
             for chunk, predicted in predictions:
                 for (y, x), tile_out in zip(chunk, predicted, strict=True):
                     w = np.outer(
@@ -319,19 +329,21 @@ class Segmenter:
         self,
         chunks: list[list[tuple[int, int]]],
         tiles: Callable[[list[tuple[int, int]]], NDArray[np.float32]],
+        augment: bool = False,
     ) -> Generator[tuple[list[tuple[int, int]], NDArray[np.float32]], None, None]:
         """Network outputs of each chunk of tile positions, in order; threads per :meth:`_tile_workers`."""
+        forward = self._forward_augmented if augment else self._forward
         workers = min(self._tile_workers(), len(chunks))
         if workers <= 1:
             for chunk in chunks:
-                yield chunk, self._forward(tiles(chunk))
+                yield chunk, forward(tiles(chunk))
             return
         threads = torch.get_num_threads()
         pool = _thread_pool(workers, threads)
         pending: deque[tuple[list[tuple[int, int]], Future[NDArray[np.float32]]]] = deque()
         try:
             for chunk in chunks:
-                pending.append((chunk, pool.submit(self._forward, tiles(chunk))))
+                pending.append((chunk, pool.submit(forward, tiles(chunk))))
                 if len(pending) > workers:  # every worker busy and one chunk queued: hand one back
                     first, future = pending.popleft()
                     yield first, future.result()
@@ -416,7 +428,9 @@ class Segmenter:
         """Network outputs for one (C, Y, X) plane, resized back to the plane's size."""
         normalised = self.normalise(plane)
         scale = self.scale_for(diameter)
-        probabilities = yield from self.predict_normalised(rescale(normalised, scale))
+        # the size estimate runs without augmentation: it only needs to count objects, and stays the
+        # same with and without it
+        probabilities = yield from self.predict_normalised(rescale(normalised, scale), self.inference.augment)
         if scale != 1.0:
             probabilities = resize_to(probabilities, normalised.shape[-2:], order=1)
         return PlaneOutputs(probabilities=probabilities, scale=scale)

@@ -16,6 +16,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
+    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -99,6 +100,22 @@ class SegmentWidget(Container):
             orientation="horizontal",
         )
         self._stitch = CheckBox(text="Join objects across planes (3-D)", value=False)
+        self._diameter = FloatSpinBox(
+            label="Diameter (px)",
+            min=0.0,
+            max=2000.0,
+            step=1.0,
+            value=0.0,
+            tooltip=(
+                "Typical object diameter in pixels, as Cellpose's diameter. 0 estimates it from "
+                "the image; the size used is shown after Segment."
+            ),
+        )
+        self._augment = CheckBox(
+            text="Augment (average over flips, 4x slower)",
+            value=False,
+            tooltip="Test-time augmentation: steadier outlines, four times the network time.",
+        )
         self.model = ModelPanel(self._models, self._set_status)
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -115,7 +132,16 @@ class SegmentWidget(Container):
             on_saved=self._on_version_saved,
         )
         image_panel = Container(
-            widgets=[self._image, self._axes, self._axes_info, self._scope, self._stitch], labels=True
+            widgets=[
+                self._image,
+                self._axes,
+                self._axes_info,
+                self._scope,
+                self._stitch,
+                self._diameter,
+                self._augment,
+            ],
+            labels=True,
         )
         image_panel.margins = (0, 0, 0, 0)
         run_buttons = Container(widgets=[self._segment, self._cancel], layout="horizontal", labels=False)
@@ -300,6 +326,8 @@ class SegmentWidget(Container):
             stitch,
             str(self.model.device.value),
             self.postprocess.config(),
+            diameter=float(self._diameter.value) or None,
+            augment=bool(self._augment.value),
         )
         # the result layer appears at the click (creating a layer costs napari ~0.2 s, better
         # spent now than as a stall when the result arrives); a cancelled run removes it again

@@ -89,6 +89,10 @@ class SegmentRequest:
     device : str
     postprocess : PostprocessConfig, optional
         Overrides the model's defaults.
+    diameter : float, optional
+        Object diameter in pixels; estimated from the image when ``None``.
+    augment : bool
+        Average the network outputs over flips (test-time augmentation).
 
     """
 
@@ -99,6 +103,8 @@ class SegmentRequest:
     stitch: bool
     device: str
     postprocess: PostprocessConfig | None = None
+    diameter: float | None = None
+    augment: bool = False
 
 
 def segment_job(
@@ -107,7 +113,8 @@ def segment_job(
     """Load the model, segment, and return the segmenter with its result (outputs kept)."""
     yield Progress(0, 1000, "loading model")
     bundle = models.get(request.model_path)
-    segmenter = Segmenter(bundle, InferenceConfig(device=request.device), request.postprocess)
+    inference = InferenceConfig(device=request.device, diameter=request.diameter, augment=request.augment)
+    segmenter = Segmenter(bundle, inference, request.postprocess)
     for record in segmenter.segment(
         request.image, axes=request.axes, stitch=request.stitch, keep_outputs=True, planes=request.planes
     ):
