@@ -277,6 +277,7 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
         "0.6",
         "--object-probability",
         "0.8",
+        "--augment",
     ]
     for name, options in (("default", []), ("strict", strict)):
         out = tmp_path / name
@@ -289,6 +290,7 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
             assert provenance["postprocess"]["min_size"] == 150
             assert provenance["postprocess"]["join_threshold"] == 0.6
             assert provenance["postprocess"]["object_probability"] == 0.8
+            assert provenance["inference"]["augment"] is True
     assert 0 < counts["strict"] < counts["default"]
 
     capsys.readouterr()
