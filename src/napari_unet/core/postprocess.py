@@ -173,14 +173,19 @@ def join_over_saddles(
     a, b, border = np.concatenate(first), np.concatenate(second), np.concatenate(height)
     if not a.size:
         return labels
-    peak = np.zeros(count + 1, np.float64)
-    np.maximum.at(peak, labels.ravel(), distance.ravel())
-    # the highest point of each pair's border, against the lower of the two peaks
+    # the highest point of each pair's border (sorted by pair, the maximum of each run) ...
     pair = np.minimum(a, b).astype(np.int64) * (count + 1) + np.maximum(a, b)
-    pairs, where = np.unique(pair, return_inverse=True)
-    saddle = np.zeros(pairs.size, np.float64)
-    np.maximum.at(saddle, where, border)
-    low, high = pairs // (count + 1), pairs % (count + 1)
+    order = np.argsort(pair, kind="stable")
+    pair, border = pair[order], border[order]
+    starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    saddle = np.maximum.reduceat(border, starts)
+    low, high = pair[starts] // (count + 1), pair[starts] % (count + 1)
+    # ... against the lower of the two objects' peaks
+    peak = np.zeros(count + 1, np.float64)
+    boxes = ndi.find_objects(labels)
+    for label in np.union1d(low, high):  # only objects that touch another, each in its own box
+        box = boxes[label - 1]
+        peak[label] = distance[box][labels[box] == label].max()
     joined = saddle > threshold * np.minimum(peak[low], peak[high])
     if not joined.any():
         return labels
