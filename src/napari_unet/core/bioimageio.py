@@ -586,6 +586,17 @@ def _write_package(
                 ),
             ),
             config=v0_5.Config(
+                bioimageio=v0_5.BioimageioConfig(
+                    # the spec's default absolute tolerance (1e-3) must stay under 1 % of the test
+                    # output's largest value: a test image the model finds (almost) nothing in has
+                    # probabilities far below 1 (half of 1 %: the spec rounds in float32)
+                    reproducibility_tolerance=[
+                        v0_5.ReproducibilityTolerance(
+                            relative_tolerance=1e-3,
+                            absolute_tolerance=min(1e-3, 0.005 * float(np.abs(outputs).max())),
+                        )
+                    ]
+                ),
                 napari_unet={
                     **model_header(bundle),
                     # local paths stay local
@@ -596,7 +607,7 @@ def _write_package(
                             if k not in ("parent_source", "imported_from")
                         }
                     ),
-                }
+                },
             ),
         )
         # the library writes the zip and validates it (offline: the description holds no URLs)
