@@ -111,6 +111,8 @@ class SegmentWidget(Container):
                 "the image; the size used is shown after Segment."
             ),
         )
+        self._diameter.native.setDecimals(1)
+        self._diameter.native.setSpecialValueText("auto")  # shown at 0: estimate from the image
         self._augment = CheckBox(
             text="Augment (average over flips, 4x slower)",
             value=False,
