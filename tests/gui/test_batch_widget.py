@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -135,3 +136,15 @@ def test_batch_on_a_dask_cluster_fills_the_same_table(
     assert tifffile.imread(tmp_path / "out" / "stack.tif").shape == (3, 128, 128)
     assert widget._status.value == "Finished: 1 segmented, 0 already done, 1 failed."
     assert chunk_sizes == [2]
+
+
+def test_batch_diameter_is_used_for_every_file(qtbot, batch, folder: Path, tmp_path: Path) -> None:
+    _, widget = batch
+    image = sorted(folder.glob("*.tif"))[1]
+    widget.set_inputs(files=[image], output=tmp_path / "out")
+    widget._diameter.value = 30.0
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    with tifffile.TiffFile(tmp_path / "out" / image.name) as tiff:
+        provenance = json.loads(tiff.pages[0].description)
+    assert provenance["diameter"] == 30.0 and provenance["inference"]["diameter"] == 30.0

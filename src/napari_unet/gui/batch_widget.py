@@ -20,6 +20,7 @@ from magicgui.widgets import (
     CheckBox,
     Container,
     FileEdit,
+    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -59,6 +60,8 @@ class BatchRequest:
         Dask scheduler address or scheduler file; empty to run here.
     planes_per_task : int
         On a cluster, large stacks are split into tasks of this many planes.
+    diameter : float, optional
+        Object diameter in pixels for every file; estimated per file when ``None``.
 
     """
 
@@ -69,13 +72,14 @@ class BatchRequest:
     settings: BatchSettings
     scheduler: str = ""
     planes_per_task: int = 8
+    diameter: float | None = None
 
 
 def batch_job(request: BatchRequest, models: ModelCache) -> Generator[Progress, None, None]:
     """Segment the request's files here or on its Dask cluster; records as :func:`segment_files`."""
     yield Progress(0, len(request.inputs), "loading the model", {"file": 0.0})
     bundle = models.get(request.model_path)
-    inference = InferenceConfig(device=request.device)
+    inference = InferenceConfig(device=request.device, diameter=request.diameter)
     if not request.scheduler:
         yield from segment_files(
             request.inputs, request.outdir, Segmenter(bundle, inference), request.settings
@@ -134,6 +138,16 @@ class BatchWidget(Container):
             label="Axes", tooltip="empty: each file's own (ImageJ/OME) or a guess; e.g. ZYX"
         )
         self._stitch = CheckBox(text="Join objects across planes (3-D)", value=False)
+        self._diameter = FloatSpinBox(
+            label="Diameter (px)",
+            min=0.0,
+            max=2000.0,
+            step=1.0,
+            value=0.0,
+            tooltip="typical object diameter in pixels for every file; auto (0) estimates it per file",
+        )
+        self._diameter.native.setDecimals(1)
+        self._diameter.native.setSpecialValueText("auto")
         self._overwrite = CheckBox(text="Redo outputs that exist", value=False)
         self._scheduler = LineEdit(
             label="Dask cluster",
@@ -173,6 +187,7 @@ class BatchWidget(Container):
                 self._output,
                 self._axes,
                 self._stitch,
+                self._diameter,
                 self._overwrite,
                 self._scheduler,
                 self._planes_per_task,
@@ -235,6 +250,7 @@ class BatchWidget(Container):
             settings,
             str(self._scheduler.value).strip(),
             int(self._planes_per_task.value),
+            float(self._diameter.value) or None,
         )
 
     # -- running ----------------------------------------------------------------------------
