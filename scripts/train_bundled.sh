@@ -27,7 +27,7 @@ for model in "${models[@]}"; do
       rm -f "$OUT/nuclei-stage1.pt" "$OUT/nuclei-stage2.pt" ;;
     phase-cells)
       # stage 1: scale jitter 1.5, no bright-object augmentation (commit c903bcd's sampler); stage 2: 4,000 more
-      # steps at lr 1e-3 with today's sampler (scale jitter 2); stage 3: 3,500 more at lr 5e-4; then the
+      # steps at lr 1e-3 with today's sampler (scale jitter 2); stages 3 and 4: 3,500 at 5e-4, 3,000 at 3e-4; then the
       # post-processing defaults are chosen on the training images (min size, then join threshold with the
       # seed and probability thresholds, then the object probability)
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
@@ -37,7 +37,10 @@ for model in "${models[@]}"; do
         -o "$OUT/phase-cells-stage2.pt" --from "$OUT/phase-cells-stage1.pt" --train-norm --steps 4000 --lr 1e-3 \
         --seed 5 --log-every 100
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
-        -o "$OUT/phase-cells.pt" --from "$OUT/phase-cells-stage2.pt" --train-norm --steps 3500 --lr 5e-4 --seed 6 \
+        -o "$OUT/phase-cells-stage3.pt" --from "$OUT/phase-cells-stage2.pt" --train-norm --steps 3500 --lr 5e-4 \
+        --seed 6 --log-every 100
+      napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
+        -o "$OUT/phase-cells.pt" --from "$OUT/phase-cells-stage3.pt" --train-norm --steps 3000 --lr 3e-4 --seed 7 \
         --log-every 100
       tune=(python scripts/tune_postprocessing.py "$OUT/phase-cells.pt" "$DATA/cells-usiigaci/train/images"
         "$DATA/cells-usiigaci/train/labels" --write)
@@ -45,7 +48,7 @@ for model in "${models[@]}"; do
       "${tune[@]}" --foregrounds 0.5 0.6 --seeds 0.4 0.5 --min-sizes 300 --join-thresholds 0.5 0.6 0.7
       "${tune[@]}" --foregrounds 0.5 --seeds 0.5 --min-sizes 300 --join-thresholds 0.6 \
         --object-probabilities 0 0.6 0.7 0.8
-      rm -f "$OUT/phase-cells-stage1.pt" "$OUT/phase-cells-stage2.pt" ;;
+      rm -f "$OUT/phase-cells-stage1.pt" "$OUT/phase-cells-stage2.pt" "$OUT/phase-cells-stage3.pt" ;;
     em-membranes)
       napari-unet train --images "$DATA/em-isbi2012/train/images" --labels "$DATA/em-isbi2012/train/labels" \
         --pattern 'slice[01]*.tif' -o "$OUT/em-membranes.pt" --name em-membranes --steps 1500 \
