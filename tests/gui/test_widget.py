@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_unet.core.corrections import CorrectionStore
 from napari_unet.core.store import list_versions
-from napari_unet.core.weights import load_model
+from napari_unet.core.weights import bundled_model_path, load_model
 from napari_unet.gui.widget import SegmentWidget
 
 
@@ -183,6 +184,16 @@ def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nucle
     qtbot.waitUntil(lambda: (labels_layer.data > 0).sum() < (before > 0).sum(), timeout=3000)
     widget.postprocess._min_size.value = 100_000
     qtbot.waitUntil(lambda: not labels_layer.data.any(), timeout=3000)
+
+
+def test_postprocessing_controls_show_the_chosen_models_settings(viewer_and_widget):
+    _, widget = viewer_and_widget
+    widget.model.select(str(bundled_model_path("phase-cells")))
+    expected = load_model(bundled_model_path("phase-cells")).postprocess
+    assert widget.postprocess._min_size.value == expected.min_size
+    assert widget.postprocess._join.value == pytest.approx(expected.join_threshold)
+    assert widget.postprocess._object_probability.value == pytest.approx(expected.object_probability)
+    assert widget.postprocess.config() is None  # the model's own settings until a control is moved
 
 
 def test_diameter_and_augment_reach_the_segmentation(qtbot, viewer_and_widget, nuclei_image):

@@ -132,9 +132,11 @@ class PostprocessPanel(Container):
             object_probability=float(self._object_probability.value),
         )
 
-    def use_model_defaults(self) -> None:
-        """Forget the person's settings (another model was chosen)."""
+    def use_model_defaults(self, config: PostprocessConfig | None = None) -> None:
+        """Forget the person's settings (another model was chosen) and show the model's, if given."""
         self._touched = False
+        if config is not None:
+            self._show(config)
 
     def forget(self) -> None:
         """Drop cached outputs (another image was chosen)."""

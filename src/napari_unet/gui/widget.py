@@ -277,7 +277,14 @@ class SegmentWidget(Container):
 
     # -- model and device -----------------------------------------------------------------
     def _on_model_changed(self, _: Any = None) -> None:
-        self.postprocess.use_model_defaults()
+        # the controls show the chosen model's own settings (loading it now also spares the first
+        # Segment the wait); a file that does not load is reported when Segment is pressed
+        path = self.model.path
+        try:
+            config = self._models.get(path).postprocess if path else None
+        except Exception:  # noqa: BLE001 - any unreadable model: keep the controls as they are
+            config = None
+        self.postprocess.use_model_defaults(config)
 
     # -- segment --------------------------------------------------------------------------
     def _on_segment_clicked(self) -> None:
