@@ -193,15 +193,12 @@ def join_over_saddles(
         (np.ones(int(joined.sum())), (low[joined], high[joined])), shape=(count + 1, count + 1)
     )
     _, component = connected_components(graph, directed=False)
-    # number each group after its lowest member, keeping 0 as background
+    # each group takes its lowest member's id (0 stays background), then ids are renumbered in order
     smallest = np.full(component.max() + 1, count + 1, np.int64)
     np.minimum.at(smallest, component, np.arange(count + 1))
     representative = smallest[component]
     representative[0] = 0
-    kept = np.zeros(count + 1, bool)
-    kept[representative[1:]] = True
-    new_id = np.where(kept, np.cumsum(kept), 0).astype(np.int32)
-    return new_id[representative][labels]
+    return remove_small_objects(representative.astype(np.int32)[labels], 0)
 
 
 def without_small_seeds(
