@@ -20,7 +20,6 @@ from magicgui.widgets import (
     CheckBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -38,6 +37,7 @@ from napari_unet.core.inference import Segmenter
 from napari_unet.core.io import InputError, find_inputs
 from napari_unet.core.progress import Progress
 from napari_unet.core.stacks import TiffImage
+from napari_unet.gui.diameter_box import DiameterBox
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.workers import ModelCache, limit_torch_threads
@@ -138,16 +138,9 @@ class BatchWidget(Container):
             label="Axes", tooltip="empty: each file's own (ImageJ/OME) or a guess; e.g. ZYX"
         )
         self._stitch = CheckBox(text="Join objects across planes (3-D)", value=False)
-        self._diameter = FloatSpinBox(
-            label="Diameter (px)",
-            min=0.0,
-            max=2000.0,
-            step=1.0,
-            value=0.0,
-            tooltip="typical object diameter in pixels for every file; auto (0) estimates it per file",
+        self._diameter = DiameterBox(
+            "typical object diameter in pixels for every file; auto (0) estimates it per file"
         )
-        self._diameter.native.setDecimals(1)
-        self._diameter.native.setSpecialValueText("auto")
         self._overwrite = CheckBox(text="Redo outputs that exist", value=False)
         self._scheduler = LineEdit(
             label="Dask cluster",
@@ -250,7 +243,7 @@ class BatchWidget(Container):
             settings,
             str(self._scheduler.value).strip(),
             int(self._planes_per_task.value),
-            float(self._diameter.value) or None,
+            self._diameter.diameter,
         )
 
     # -- running ----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -33,6 +32,7 @@ from napari_unet.core.inference import Segmentation, Segmenter
 from napari_unet.core.progress import Progress
 from napari_unet.core.store import ModelVersion
 from napari_unet.gui.corrections_panel import CorrectionsPanel
+from napari_unet.gui.diameter_box import DiameterBox
 from napari_unet.gui.finetune import FineTunePanel
 from napari_unet.gui.layers import (
     Plane,
@@ -100,19 +100,10 @@ class SegmentWidget(Container):
             orientation="horizontal",
         )
         self._stitch = CheckBox(text="Join objects across planes (3-D)", value=False)
-        self._diameter = FloatSpinBox(
-            label="Diameter (px)",
-            min=0.0,
-            max=2000.0,
-            step=1.0,
-            value=0.0,
-            tooltip=(
-                "Typical object diameter in pixels, as Cellpose's diameter. 0 estimates it from "
-                "the image; the size used is shown after Segment."
-            ),
+        self._diameter = DiameterBox(
+            "Typical object diameter in pixels, as Cellpose's diameter. 0 (auto) estimates it from "
+            "the image; the size used is shown after Segment."
         )
-        self._diameter.native.setDecimals(1)
-        self._diameter.native.setSpecialValueText("auto")  # shown at 0: estimate from the image
         self._augment = CheckBox(
             text="Augment (average over flips, 4x slower)",
             value=False,
@@ -335,7 +326,7 @@ class SegmentWidget(Container):
             stitch,
             str(self.model.device.value),
             self.postprocess.config(),
-            diameter=float(self._diameter.value) or None,
+            diameter=self._diameter.diameter,
             augment=bool(self._augment.value),
         )
         # the result layer appears at the click (creating a layer costs napari ~0.2 s, better

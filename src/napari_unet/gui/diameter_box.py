@@ -1,0 +1,26 @@
+"""The object-diameter field shared by the segmentation and batch widgets."""
+
+from __future__ import annotations
+
+from magicgui.widgets import FloatSpinBox
+
+
+class DiameterBox(FloatSpinBox):
+    """Object diameter in pixels; 0, shown as "auto", means estimate it from the image.
+
+    Parameters
+    ----------
+    tooltip : str
+        What the diameter applies to in this widget.
+
+    """
+
+    def __init__(self, tooltip: str) -> None:
+        super().__init__(label="Diameter (px)", min=0.0, max=2000.0, step=1.0, value=0.0, tooltip=tooltip)
+        self.native.setDecimals(1)
+        self.native.setSpecialValueText("auto")  # shown at 0
+
+    @property
+    def diameter(self) -> float | None:
+        """The diameter given, or ``None`` to estimate it."""
+        return float(self.value) or None
