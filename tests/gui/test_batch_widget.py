@@ -138,13 +138,17 @@ def test_batch_on_a_dask_cluster_fills_the_same_table(
     assert chunk_sizes == [2]
 
 
-def test_batch_diameter_is_used_for_every_file(qtbot, batch, folder: Path, tmp_path: Path) -> None:
+def test_batch_diameter_and_augment_are_used_for_every_file(
+    qtbot, batch, folder: Path, tmp_path: Path
+) -> None:
     _, widget = batch
     image = sorted(folder.glob("*.tif"))[1]
     widget.set_inputs(files=[image], output=tmp_path / "out")
     widget._diameter.value = 30.0
+    widget._augment.value = True
     assert widget.run() is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     with tifffile.TiffFile(tmp_path / "out" / image.name) as tiff:
         provenance = json.loads(tiff.pages[0].description)
     assert provenance["diameter"] == 30.0 and provenance["inference"]["diameter"] == 30.0
+    assert provenance["inference"]["augment"] is True

@@ -62,6 +62,8 @@ class BatchRequest:
         On a cluster, large stacks are split into tasks of this many planes.
     diameter : float, optional
         Object diameter in pixels for every file; estimated per file when ``None``.
+    augment : bool
+        Average the network outputs over flips (test-time augmentation).
 
     """
 
@@ -73,13 +75,14 @@ class BatchRequest:
     scheduler: str = ""
     planes_per_task: int = 8
     diameter: float | None = None
+    augment: bool = False
 
 
 def batch_job(request: BatchRequest, models: ModelCache) -> Generator[Progress, None, None]:
     """Segment the request's files here or on its Dask cluster; records as :func:`segment_files`."""
     yield Progress(0, len(request.inputs), "loading the model", {"file": 0.0})
     bundle = models.get(request.model_path)
-    inference = InferenceConfig(device=request.device, diameter=request.diameter)
+    inference = InferenceConfig(device=request.device, diameter=request.diameter, augment=request.augment)
     if not request.scheduler:
         yield from segment_files(
             request.inputs, request.outdir, Segmenter(bundle, inference), request.settings
@@ -141,6 +144,11 @@ class BatchWidget(Container):
         self._diameter = DiameterBox(
             "typical object diameter in pixels for every file; auto (0) estimates it per file"
         )
+        self._augment = CheckBox(
+            text="Augment (average over flips, 4x slower)",
+            value=False,
+            tooltip="Test-time augmentation: steadier outlines, four times the network time.",
+        )
         self._overwrite = CheckBox(text="Redo outputs that exist", value=False)
         self._scheduler = LineEdit(
             label="Dask cluster",
@@ -181,6 +189,7 @@ class BatchWidget(Container):
                 self._axes,
                 self._stitch,
                 self._diameter,
+                self._augment,
                 self._overwrite,
                 self._scheduler,
                 self._planes_per_task,
@@ -244,6 +253,7 @@ class BatchWidget(Container):
             str(self._scheduler.value).strip(),
             int(self._planes_per_task.value),
             self._diameter.diameter,
+            bool(self._augment.value),
         )
 
     # -- running ----------------------------------------------------------------------------
