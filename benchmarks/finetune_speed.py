@@ -32,21 +32,22 @@ import tifffile
 import torch
 from scipy import ndimage as ndi
 
-from _common import DATA, Stopwatch, machine, median, table, torch_threads
+from _common import (
+    DATA,
+    WIDGET_OPTIONS,
+    WIDGET_SNAPSHOT_EVERY,
+    Stopwatch,
+    machine,
+    median,
+    table,
+    torch_threads,
+)
 from napari_unet.core.config import TrainingConfig
 from napari_unet.core.samples import CropSampler, TrainingSample, prepare_sample
 from napari_unet.core.training import train
 from napari_unet.core.weights import ModelBundle, load_model, resolve_model
 
 TRAIN = DATA / "nuclei-dsb2018" / "train"
-# gui/finetune.py's settings (importing it needs napari and Qt): keep in step with FINE_TUNE_OPTIONS
-WIDGET_OPTIONS: dict[str, Any] = {
-    "batch_size": 4,
-    "crop_size": 128,
-    "learning_rate": 1e-4,
-    "freeze_norm": True,
-}
-WIDGET_SNAPSHOT_EVERY = 5
 
 
 def samples(bundle: ModelBundle, count: int, corrections: bool) -> list[TrainingSample]:
