@@ -24,6 +24,7 @@ import torch
 
 DATA = Path(os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 NUCLEI_VAL = DATA / "nuclei-dsb2018" / "val"
+PHASE_VAL = DATA / "cells-usiigaci" / "val"
 
 # gui/finetune.py's settings (importing it needs napari and Qt): keep in step with FINE_TUNE_OPTIONS
 WIDGET_OPTIONS: dict[str, Any] = {

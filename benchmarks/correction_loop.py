@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/cells-usiigaci/val"
+from _common import PHASE_VAL
 
 
 def worst_objects(truth: np.ndarray, predicted: np.ndarray, count: int) -> list[int]:
@@ -46,27 +46,48 @@ def worst_objects(truth: np.ndarray, predicted: np.ndarray, count: int) -> list[
     return [object_id for _, object_id in sorted(scores)[:count]]
 
 
+def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options this benchmark shares with ``finetune_spread.py``: model, data, objects."""
+    parser.add_argument("--model", default="phase-cells", help="model name or file (default phase-cells)")
+    parser.add_argument(
+        "--images", default=str(PHASE_VAL / "images"), help="folder of images (first is corrected)"
+    )
+    parser.add_argument("--labels", default=str(PHASE_VAL / "labels"), help="their instance labels")
+    parser.add_argument("--objects", type=int, default=10, help="objects the person corrects (default 10)")
+
+
+def correction_plan(
+    predicted: np.ndarray, truth: np.ndarray, object_ids: list[int]
+) -> tuple[np.ndarray, list[int]]:
+    """What a person fixing ``object_ids`` erases and then redraws.
+
+    Returns the pixels of every prediction overlapping a chosen object (erased),
+    and the true objects redrawn: the chosen ones and every one the erasing
+    uncovered (a person who erases a prediction joining two cells redraws both,
+    not only the one they chose).
+    """
+    wrong = np.unique(predicted[np.isin(truth, object_ids)])
+    erased = np.isin(predicted, wrong[wrong > 0])
+    return erased, sorted(set(object_ids) | (set(np.unique(truth[erased]).tolist()) - {0}))
+
+
 def correct(layer, truth: np.ndarray, object_ids: list[int]) -> tuple[int, int]:
     """Fix ``object_ids`` as a person would; returns (objects redrawn, pixels touched).
 
     Each prediction overlapping a chosen true object is erased with the fill tool, and
-    every true object that the erasing uncovered is painted back with the brush (a person
-    who erases a prediction joining two cells redraws both, not only the one they chose).
+    the objects :func:`correction_plan` redraws are painted back with the brush.
     """
-    erased = np.zeros(truth.shape, bool)
+    _, redrawn = correction_plan(layer.data, truth, object_ids)
     for object_id in object_ids:
         mask = truth == object_id
         for wrong in np.unique(layer.data[mask]):
             if wrong == 0:
                 continue
-            region = layer.data == wrong
-            y, x = np.argwhere(region & mask)[0]
+            y, x = np.argwhere((layer.data == wrong) & mask)[0]
             layer.fill((int(y), int(x)), 0)  # the fill tool with label 0 erases an object
-            erased |= region
-    redrawn = set(object_ids) | (set(np.unique(truth[erased]).tolist()) - {0})
     next_id = int(layer.data.max()) + 1
     touched = 0
-    for object_id in sorted(redrawn):
+    for object_id in redrawn:
         mask = truth == object_id
         layer.data_setitem(np.nonzero(mask), next_id)  # what a brush stroke calls
         touched += int(mask.sum())
@@ -76,12 +97,7 @@ def correct(layer, truth: np.ndarray, object_ids: list[int]) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="phase-cells", help="model name or file (default phase-cells)")
-    parser.add_argument(
-        "--images", default=str(DATA / "images"), help="folder of images (first is corrected)"
-    )
-    parser.add_argument("--labels", default=str(DATA / "labels"), help="their instance labels")
-    parser.add_argument("--objects", type=int, default=10, help="objects the person corrects (default 10)")
+    add_loop_arguments(parser)
     parser.add_argument("--steps", type=int, default=0, help="fine-tuning steps (default: the widget's)")
     args = parser.parse_args()
 

@@ -37,8 +37,8 @@ import numpy as np
 import tifffile
 import torch
 
-from _common import DATA, WIDGET_OPTIONS, WIDGET_STEPS, machine
-from correction_loop import worst_objects
+from _common import WIDGET_OPTIONS, WIDGET_STEPS, machine
+from correction_loop import add_loop_arguments, correction_plan, worst_objects
 from napari_unet.core.config import InferenceConfig, TrainingConfig
 from napari_unet.core.corrections import Correction, training_samples
 from napari_unet.core.inference import segment_array
@@ -46,23 +46,17 @@ from napari_unet.core.metrics import summarise
 from napari_unet.core.training import train
 from napari_unet.core.weights import ModelBundle, load_model, resolve_model
 
-PHASE_VAL = DATA / "cells-usiigaci" / "val"
-
 
 def corrected(
     predicted: np.ndarray, truth: np.ndarray, object_ids: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and edited mask after fixing ``object_ids`` as ``correction_loop.correct`` does."""
     labels = predicted.astype(np.int32).copy()
-    erased = np.zeros(truth.shape, bool)
-    for object_id in object_ids:
-        wrong = np.unique(predicted[truth == object_id])
-        erased |= np.isin(predicted, wrong[wrong > 0])
+    erased, redrawn = correction_plan(predicted, truth, object_ids)
     labels[erased] = 0
-    redrawn = set(object_ids) | (set(np.unique(truth[erased]).tolist()) - {0})
-    painted = np.isin(truth, sorted(redrawn))
+    painted = np.isin(truth, redrawn)
     next_id = int(labels.max()) + 1
-    for offset, object_id in enumerate(sorted(redrawn)):
+    for offset, object_id in enumerate(redrawn):
         labels[truth == object_id] = next_id + offset
     return labels, erased | painted
 
@@ -89,12 +83,7 @@ def perturbed(parent: ModelBundle, relative: float, seed: int) -> ModelBundle:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="phase-cells", help="model name or file (default phase-cells)")
-    parser.add_argument(
-        "--images", default=str(PHASE_VAL / "images"), help="folder of images (first is corrected)"
-    )
-    parser.add_argument("--labels", default=str(PHASE_VAL / "labels"), help="their instance labels")
-    parser.add_argument("--objects", type=int, default=10, help="objects the person corrects (default 10)")
+    add_loop_arguments(parser)
     parser.add_argument(
         "--steps", type=int, default=WIDGET_STEPS, help="fine-tuning steps (default: the widget's)"
     )
