@@ -364,6 +364,20 @@ def _postprocess_options(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _network_options(command: argparse.ArgumentParser) -> None:
+    """``--amp`` and ``--augment``: how the network runs (segment and evaluate)."""
+    command.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        help="mixed precision, bf16 on CPU (default: where the hardware computes it natively)",
+    )
+    command.add_argument(
+        "--augment",
+        action="store_true",
+        help="average over the image and its flips (4x the network time, steadier outlines)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``napari-unet`` command."""
     parser = argparse.ArgumentParser(
@@ -395,16 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, 4 on GPU)"
     )
-    segment.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        help="mixed precision, bf16 on CPU (default: where the hardware computes it natively)",
-    )
-    segment.add_argument(
-        "--augment",
-        action="store_true",
-        help="average over the image and its flips (4x the network time, steadier outlines)",
-    )
+    _network_options(segment)
     segment.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
     segment.add_argument(
         "--scheduler",
@@ -463,16 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
     _postprocess_options(evaluate)
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        help="mixed precision, bf16 on CPU (default: where the hardware computes it natively)",
-    )
-    evaluate.add_argument(
-        "--augment",
-        action="store_true",
-        help="average over the image and its flips (4x the network time, steadier outlines)",
-    )
+    _network_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.add_argument("--threads", type=int, default=int(os.environ.get("NAPARI_UNET_THREADS", "0")))
     evaluate.set_defaults(func=_cmd_evaluate)

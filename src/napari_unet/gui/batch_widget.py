@@ -37,7 +37,7 @@ from napari_unet.core.inference import Segmenter
 from napari_unet.core.io import InputError, find_inputs
 from napari_unet.core.progress import Progress
 from napari_unet.core.stacks import TiffImage
-from napari_unet.gui.diameter_box import DiameterBox
+from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.workers import ModelCache, limit_torch_threads
@@ -144,11 +144,7 @@ class BatchWidget(Container):
         self._diameter = DiameterBox(
             "typical object diameter in pixels for every file; auto (0) estimates it per file"
         )
-        self._augment = CheckBox(
-            text="Augment (average over flips, 4x slower)",
-            value=False,
-            tooltip="Test-time augmentation: steadier outlines, four times the network time.",
-        )
+        self._augment = AugmentBox()
         self._overwrite = CheckBox(text="Redo outputs that exist", value=False)
         self._scheduler = LineEdit(
             label="Dask cluster",

@@ -32,8 +32,8 @@ from napari_unet.core.inference import Segmentation, Segmenter
 from napari_unet.core.progress import Progress
 from napari_unet.core.store import ModelVersion
 from napari_unet.gui.corrections_panel import CorrectionsPanel
-from napari_unet.gui.diameter_box import DiameterBox
 from napari_unet.gui.finetune import FineTunePanel
+from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
 from napari_unet.gui.layers import (
     Plane,
     current_plane,
@@ -104,11 +104,7 @@ class SegmentWidget(Container):
             "Typical object diameter in pixels, as Cellpose's diameter. 0 (auto) estimates it from "
             "the image; the size used is shown after Segment."
         )
-        self._augment = CheckBox(
-            text="Augment (average over flips, 4x slower)",
-            value=False,
-            tooltip="Test-time augmentation: steadier outlines, four times the network time.",
-        )
+        self._augment = AugmentBox()
         self.model = ModelPanel(self._models, self._set_status)
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)

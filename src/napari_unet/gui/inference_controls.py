@@ -1,8 +1,8 @@
-"""The object-diameter field shared by the segmentation and batch widgets."""
+"""How the network runs, shared by the segmentation and batch widgets: object diameter, augmentation."""
 
 from __future__ import annotations
 
-from magicgui.widgets import FloatSpinBox
+from magicgui.widgets import CheckBox, FloatSpinBox
 
 
 class DiameterBox(FloatSpinBox):
@@ -24,3 +24,14 @@ class DiameterBox(FloatSpinBox):
     def diameter(self) -> float | None:
         """The diameter given, or ``None`` to estimate it."""
         return float(self.value) or None
+
+
+class AugmentBox(CheckBox):
+    """Test-time augmentation on or off (``InferenceConfig.augment``)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            text="Augment (average over flips, 4x slower)",
+            value=False,
+            tooltip="Test-time augmentation: steadier outlines, four times the network time.",
+        )
