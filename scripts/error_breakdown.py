@@ -16,6 +16,7 @@ import numpy as np
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.inference import segment_array
 from napari_unet.core.io import read_labelled_folder
+from napari_unet.core.metrics import overlap_matrix
 from napari_unet.core.weights import load_model, resolve_model
 
 KINDS = ("true", "predicted", "matched", "split", "joined", "missed", "spurious")
@@ -23,17 +24,15 @@ KINDS = ("true", "predicted", "matched", "split", "joined", "missed", "spurious"
 
 def breakdown(truth: np.ndarray, pred: np.ndarray) -> dict[str, int]:
     """Error counts of one image (see the module docstring)."""
-    t, p = truth.ravel().astype(np.int64), pred.ravel().astype(np.int64)
-    n_true, n_pred = int(t.max()) + 1, int(p.max()) + 1
-    overlap = np.bincount(t * n_pred + p, minlength=n_true * n_pred).reshape(n_true, n_pred)
+    overlap = overlap_matrix(truth, pred)
     true_area, pred_area = overlap.sum(1), overlap.sum(0)
     inner = overlap[1:, 1:]
-    iou = inner / (true_area[1:, None] + pred_area[None, 1:] - inner + 1e-9)
-    cover_true = inner / (true_area[1:, None] + 1e-9)
-    cover_pred = inner / (pred_area[None, 1:] + 1e-9)
+    iou = inner / (true_area[1:, None] + pred_area[None, 1:] - inner)
+    cover_true = inner / true_area[1:, None]
+    cover_pred = inner / pred_area[None, 1:]
     return {
-        "true": n_true - 1,
-        "predicted": n_pred - 1,
+        "true": inner.shape[0],
+        "predicted": inner.shape[1],
         "matched": int((iou > 0.5).sum()),
         "split": int(((cover_true > 0.2).sum(1) >= 2).sum()),
         "joined": int(((cover_pred > 0.2).sum(0) >= 2).sum()),

@@ -7,6 +7,7 @@ from napari_unet.core.metrics import (
     average_precision,
     foreground_iou,
     iou_matrix,
+    overlap_matrix,
     summarise,
 )
 
@@ -88,3 +89,11 @@ def test_summarise_has_every_design_metric() -> None:
     metrics = summarise(true, true)
     assert set(metrics) >= {"ap50", "ap50_95", "foreground_iou", "adapted_rand_error"}
     assert metrics["ap50"] == 1.0 and metrics["ap50_95"] == 1.0
+
+
+def test_overlap_matrix_rows_are_objects_in_id_order_after_the_background() -> None:
+    true = np.array([[0, 5], [5, 7]])
+    pred = np.array([[3, 3], [0, 0]])
+    np.testing.assert_array_equal(overlap_matrix(true, pred), [[0, 1], [1, 1], [1, 0]])
+    # no background in either image: row and column 0 are still the background, empty
+    np.testing.assert_array_equal(overlap_matrix(np.ones((2, 2), int), np.full((2, 2), 2)), [[0, 0], [0, 4]])

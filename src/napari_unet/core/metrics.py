@@ -20,6 +20,36 @@ from skimage.metrics import adapted_rand_error as _adapted_rand_error
 AP_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2).tolist())
 
 
+def overlap_matrix(true: NDArray[np.integer], pred: NDArray[np.integer]) -> NDArray[np.int64]:
+    """Pixels shared by every true object and every predicted object, background included.
+
+    Parameters
+    ----------
+    true, pred : ndarray of int, same shape
+        Instance labels, 0 = background.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_true + 1, n_pred + 1)
+        Row 0 and column 0 are the background; row ``i`` is the true object with the
+        ``i``-th smallest id, column ``j`` likewise for predictions.
+
+    """
+    if true.shape != pred.shape:
+        raise ValueError(f"label shapes differ: {true.shape} vs {pred.shape}")
+    true_ids, true_inv = np.unique(true.ravel(), return_inverse=True)
+    pred_ids, pred_inv = np.unique(pred.ravel(), return_inverse=True)
+    counts = np.bincount(
+        true_inv * len(pred_ids) + pred_inv, minlength=len(true_ids) * len(pred_ids)
+    ).reshape(len(true_ids), len(pred_ids))
+    # row and column 0 are the background even where there is none
+    if true_ids[0] != 0:
+        counts = np.vstack([np.zeros((1, counts.shape[1]), counts.dtype), counts])
+    if pred_ids[0] != 0:
+        counts = np.hstack([np.zeros((counts.shape[0], 1), counts.dtype), counts])
+    return counts
+
+
 def iou_matrix(true: NDArray[np.integer], pred: NDArray[np.integer]) -> NDArray[np.float64]:
     """IoU between every true object and every predicted object.
 
@@ -35,20 +65,11 @@ def iou_matrix(true: NDArray[np.integer], pred: NDArray[np.integer]) -> NDArray[
         likewise for predictions.
 
     """
-    if true.shape != pred.shape:
-        raise ValueError(f"label shapes differ: {true.shape} vs {pred.shape}")
-    true_ids, true_inv = np.unique(true.ravel(), return_inverse=True)
-    pred_ids, pred_inv = np.unique(pred.ravel(), return_inverse=True)
-    counts = np.bincount(
-        true_inv * len(pred_ids) + pred_inv, minlength=len(true_ids) * len(pred_ids)
-    ).reshape(len(true_ids), len(pred_ids))
+    counts = overlap_matrix(true, pred)
     area_true = counts.sum(axis=1, keepdims=True)
     area_pred = counts.sum(axis=0, keepdims=True)
     union = area_true + area_pred - counts
-    iou = counts / np.maximum(union, 1)
-    keep_true = true_ids != 0
-    keep_pred = pred_ids != 0
-    return iou[np.ix_(keep_true, keep_pred)]
+    return (counts / np.maximum(union, 1))[1:, 1:]
 
 
 def matched_count(iou: NDArray[np.float64], threshold: float) -> int:
