@@ -136,6 +136,11 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def spread(values: Sequence[float]) -> str:
+    """``mean (min–max)`` to three decimals, for scores over seeds or draws."""
+    return f"{statistics.mean(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
 def median(values: Sequence[float]) -> float:
     """Median, for repeated timings (robust to one disturbed run)."""
     return statistics.median(values)

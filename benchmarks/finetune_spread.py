@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ import numpy as np
 import tifffile
 import torch
 
-from _common import WIDGET_OPTIONS, WIDGET_STEPS, machine
+from _common import WIDGET_OPTIONS, WIDGET_STEPS, machine, spread
 from correction_loop import add_loop_arguments, correction_plan, worst_objects
 from napari_unet.core.config import InferenceConfig, TrainingConfig
 from napari_unet.core.corrections import Correction, training_samples
@@ -145,10 +144,7 @@ def main() -> None:
         cells = []
         for column in (0, 1):
             values = [a[column] for a in after]
-            cells += [
-                f"{before[column]:.3f}",
-                f"{statistics.mean(values):.3f} ({min(values):.3f}–{max(values):.3f})",
-            ]
+            cells += [f"{before[column]:.3f}", spread(values)]
         print(f"| {kind} | " + " | ".join(cells) + " |", flush=True)
     print(f"\n{os.cpu_count()} cores; AP@0.5 pools each group's images (DESIGN.md).")
 

@@ -19,17 +19,21 @@ or ``../shared/data``).
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 
-from _common import NUCLEI_VAL, machine
+from _common import NUCLEI_VAL, machine, spread, table
 from finetune_spread import perturbed
 from napari_unet.core.evaluation import evaluate_bundle
 from napari_unet.core.io import read_labelled_folder
 from napari_unet.core.weights import load_model, resolve_model
 
-METRICS = ("ap50", "ap50_95", "adapted_rand_error")
+METRICS = {"ap50": "AP@0.5", "ap50_95": "AP@0.5:0.95", "adapted_rand_error": "adapted Rand error"}
+
+
+def cells(scores: dict[str, float]) -> str:
+    """One table row's score cells."""
+    return " | ".join(f"{scores[key]:.3f}" for key in METRICS)
 
 
 def main() -> None:
@@ -49,20 +53,13 @@ def main() -> None:
         f"{machine()}; {parent.name} on {args.images} ({len(pairs)} images), weights × (1 + {args.relative:g} N(0, 1))"
     )
     print()
-    print("| weights | AP@0.5 | AP@0.5:0.95 | adapted Rand error |")
-    print("|---|---|---|---|")
-    shipped = evaluate_bundle(parent, pairs)
-    print(f"| as trained | {' | '.join(f'{shipped[key]:.3f}' for key in METRICS)} |", flush=True)
+    print(table(["weights", *METRICS.values()], []))  # rows follow as they are measured
+    print(f"| as trained | {cells(evaluate_bundle(parent, pairs))} |", flush=True)
     draws = []
     for seed in range(args.draws):
-        scores = evaluate_bundle(perturbed(parent, args.relative, seed), pairs)
-        draws.append(scores)
-        print(f"| draw {seed} | {' | '.join(f'{scores[key]:.3f}' for key in METRICS)} |", flush=True)
-    summary = [
-        f"{statistics.mean(d[key] for d in draws):.3f} ({min(d[key] for d in draws):.3f}–{max(d[key] for d in draws):.3f})"
-        for key in METRICS
-    ]
-    print(f"| noise draws: mean (range) | {' | '.join(summary)} |")
+        draws.append(evaluate_bundle(perturbed(parent, args.relative, seed), pairs))
+        print(f"| draw {seed} | {cells(draws[-1])} |", flush=True)
+    print(f"| noise draws: mean (range) | {' | '.join(spread([d[key] for d in draws]) for key in METRICS)} |")
 
 
 if __name__ == "__main__":
