@@ -5,7 +5,7 @@ Each stack is N planes of a 2048 x 2048 uint16 mosaic of real DSB 2018 nuclei
 folder.  Every case runs in its own process, which reports its peak resident
 memory (``ru_maxrss``) and its time:
 
-- **streaming**: :func:`napari_unet.core.batch.segment_files`, what
+- **streaming**: :func:`napari_unet.core.batch.local.segment_files`, what
   ``napari-unet segment`` runs: planes are read one at a time and labels are
   written page by page;
 - **whole**: the stack read into memory, segmented into one label array
@@ -63,12 +63,12 @@ def child(mode: str, path: Path, outdir: Path, args: argparse.Namespace) -> None
     """One case, in its own process: prints one JSON line."""
     import torch
 
-    from napari_unet.core.batch import BatchSettings, segment_files
+    from napari_unet.core.batch.local import BatchSettings, segment_files
     from napari_unet.core.config import InferenceConfig
-    from napari_unet.core.inference import Segmenter
-    from napari_unet.core.io import read_image_with_axes, write_labels
+    from napari_unet.core.io.files import read_image_with_axes, write_labels
+    from napari_unet.core.models.registry import load_model, resolve_model
     from napari_unet.core.progress import final_result
-    from napari_unet.core.weights import load_model, resolve_model
+    from napari_unet.core.segmentation.segmenter import Segmenter
 
     torch.set_num_threads(args.threads)
     segmenter = Segmenter(

@@ -109,9 +109,9 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication  # noqa: TID251
 
     from napari_unet.core.config import InferenceConfig
-    from napari_unet.core.inference import segment_array
-    from napari_unet.core.metrics import summarise
-    from napari_unet.core.weights import load_model, resolve_model
+    from napari_unet.core.evaluation.metrics import summarise
+    from napari_unet.core.models.registry import load_model, resolve_model
+    from napari_unet.core.segmentation.segmenter import segment_array
 
     names = sorted(p.name for p in Path(args.images).glob("*.tif"))
     images = [tifffile.imread(Path(args.images) / n) for n in names]

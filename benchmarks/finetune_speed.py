@@ -43,9 +43,10 @@ from _common import (
     torch_threads,
 )
 from napari_unet.core.config import TrainingConfig
-from napari_unet.core.samples import CropSampler, TrainingSample, prepare_sample
-from napari_unet.core.training import train
-from napari_unet.core.weights import ModelBundle, load_model, resolve_model
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.training.loop import train
+from napari_unet.core.training.samples import CropSampler, TrainingSample, prepare_sample
 
 TRAIN = DATA / "nuclei-dsb2018" / "train"
 

@@ -39,11 +39,12 @@ import torch
 from _common import WIDGET_OPTIONS, WIDGET_STEPS, machine, spread
 from correction_loop import add_loop_arguments, correction_plan, worst_objects
 from napari_unet.core.config import InferenceConfig, TrainingConfig
-from napari_unet.core.corrections import Correction, training_samples
-from napari_unet.core.inference import segment_array
-from napari_unet.core.metrics import summarise
-from napari_unet.core.training import train
-from napari_unet.core.weights import ModelBundle, load_model, resolve_model
+from napari_unet.core.evaluation.metrics import summarise
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.segmentation.segmenter import segment_array
+from napari_unet.core.training.corrections import Correction, training_samples
+from napari_unet.core.training.loop import train
 
 
 def corrected(

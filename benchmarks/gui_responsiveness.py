@@ -49,7 +49,7 @@ def main() -> None:
     import napari  # noqa: TID251 (a GUI benchmark)
     from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer  # noqa: TID251
 
-    from napari_unet.core.weights import resolve_model
+    from napari_unet.core.models.registry import resolve_model
     from napari_unet.gui import workers
 
     if args.torch_threads:

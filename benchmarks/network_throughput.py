@@ -37,8 +37,9 @@ from torch import nn
 
 from _common import machine, matmul_throughput, median, network_flops, nuclei_mosaic, table, torch_threads
 from napari_unet.core.config import InferenceConfig
-from napari_unet.core.inference import Segmenter, _run, inference_network, tile_layout
-from napari_unet.core.weights import ModelBundle, load_model, resolve_model
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.segmentation.segmenter import Segmenter, _run, inference_network, tile_layout
 
 
 def forward_seconds(network: nn.Module, batch: int, edge: int, amp: bool, channels_last: bool) -> float:

@@ -56,14 +56,15 @@ from _common import (
     table,
     torch_threads,
 )
-from napari_unet.core import batch as batch_module
-from napari_unet.core import inference as inference_module
-from napari_unet.core.batch import BatchSettings, segment_files
+from napari_unet.core.batch import local as batch_module
+from napari_unet.core.batch.local import BatchSettings, segment_files
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
-from napari_unet.core.inference import PlaneOutputs, Segmenter
-from napari_unet.core.metrics import average_precision
-from napari_unet.core.stacks import LabelStackWriter
-from napari_unet.core.weights import ModelBundle, load_model, resolve_model
+from napari_unet.core.evaluation.metrics import average_precision
+from napari_unet.core.io.stacks import LabelStackWriter
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.segmentation import segmenter as inference_module
+from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter
 
 MONAI_FEATURES = (16, 32, 64, 128, 256, 12)  # equal FLOPs to our width-16 model (see the FLOP table)
 MONAI_ROI = 256  # MONAI's fastest of roi 256/512/1024 x sw_batch_size 1/4 here (network_throughput.py)

@@ -24,9 +24,9 @@ import torch
 
 from _common import NUCLEI_VAL, machine, spread, table
 from finetune_spread import perturbed
-from napari_unet.core.evaluation import evaluate_bundle
-from napari_unet.core.io import read_labelled_folder
-from napari_unet.core.weights import load_model, resolve_model
+from napari_unet.core.evaluation.evaluate import evaluate_bundle
+from napari_unet.core.io.files import read_labelled_folder
+from napari_unet.core.models.registry import load_model, resolve_model
 
 METRICS = {"ap50": "AP@0.5", "ap50_95": "AP@0.5:0.95", "adapted_rand_error": "adapted Rand error"}
 

@@ -66,7 +66,7 @@ def main() -> None:
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
 
-    from napari_unet.core.weights import resolve_model
+    from napari_unet.core.models.registry import resolve_model
 
     torch.set_num_threads(1)
     viewer = napari.Viewer(show=True)

@@ -14,11 +14,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_unet.core.config import InferenceConfig
-from napari_unet.core.inference import Segmenter
-from napari_unet.core.io import read_labelled_folder
-from napari_unet.core.metrics import summarise
-from napari_unet.core.postprocess import labels_from_outputs, remove_small_objects
-from napari_unet.core.weights import load_model, resolve_model
+from napari_unet.core.evaluation.metrics import summarise
+from napari_unet.core.io.files import read_labelled_folder
+from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.segmentation.postprocess import labels_from_outputs, remove_small_objects
+from napari_unet.core.segmentation.segmenter import Segmenter
 
 
 def main() -> None:

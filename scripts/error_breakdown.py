@@ -14,10 +14,10 @@ import argparse
 import numpy as np
 
 from napari_unet.core.config import InferenceConfig
-from napari_unet.core.inference import segment_array
-from napari_unet.core.io import read_labelled_folder
-from napari_unet.core.metrics import overlap_matrix
-from napari_unet.core.weights import load_model, resolve_model
+from napari_unet.core.evaluation.metrics import overlap_matrix
+from napari_unet.core.io.files import read_labelled_folder
+from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.segmentation.segmenter import segment_array
 
 KINDS = ("true", "predicted", "matched", "split", "joined", "missed", "spurious")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import tifffile
 
 from napari_unet.core.config import InferenceConfig
-from napari_unet.core.inference import segment_array
-from napari_unet.core.metrics import summarise
-from napari_unet.core.weights import load_model, resolve_model
+from napari_unet.core.evaluation.metrics import summarise
+from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.segmentation.segmenter import segment_array
 
 
 def main() -> None:

@@ -17,10 +17,11 @@ import dataclasses
 import itertools
 
 from napari_unet.core.config import PostprocessConfig, to_dict
-from napari_unet.core.inference import Segmenter, _run
-from napari_unet.core.io import read_labelled_folder
-from napari_unet.core.metrics import summarise
-from napari_unet.core.weights import load_model, save_model
+from napari_unet.core.evaluation.metrics import summarise
+from napari_unet.core.io.files import read_labelled_folder
+from napari_unet.core.models.files import save_model
+from napari_unet.core.models.registry import load_model
+from napari_unet.core.segmentation.segmenter import Segmenter, _run
 
 SEEDS = (0.2, 0.3, 0.4, 0.5, 0.6)
 FOREGROUNDS = (0.4, 0.5, 0.6)

@@ -178,8 +178,8 @@ def _tiny_model(name: str = "tiny"):  # noqa: ANN202 - a ModelBundle
     import torch
 
     from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
-    from napari_unet.core.model import UNet
-    from napari_unet.core.weights import ModelBundle
+    from napari_unet.core.models.files import ModelBundle
+    from napari_unet.core.models.network import UNet
 
     torch.manual_seed(0)
     network = UNet(ModelConfig(base_width=4, depth=2)).eval()
@@ -187,7 +187,7 @@ def _tiny_model(name: str = "tiny"):  # noqa: ANN202 - a ModelBundle
 
 
 def test_models_subcommands_manage_the_store(capsys: pytest.CaptureFixture, private_model_dir: Path) -> None:
-    from napari_unet.core.store import save_version
+    from napari_unet.core.models.store import save_version
 
     first = save_version(_tiny_model())
     tuned = _tiny_model()
@@ -218,7 +218,7 @@ def test_models_subcommands_manage_the_store(capsys: pytest.CaptureFixture, priv
 def test_export_writes_a_package_that_segment_and_import_accept(
     tmp_path: Path, capsys: pytest.CaptureFixture, private_model_dir: Path
 ) -> None:
-    from napari_unet.core.weights import save_model
+    from napari_unet.core.models.files import save_model
 
     save_model(_tiny_model(), private_model_dir / "tiny.pt")
     package = tmp_path / "tiny.zip"

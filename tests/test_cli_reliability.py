@@ -294,7 +294,7 @@ def test_an_unexpected_error_is_one_line_unless_debugging(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("something nobody foresaw\nsecond line")
 
-    monkeypatch.setattr("napari_unet.core.io.find_inputs", broken)
+    monkeypatch.setattr("napari_unet.core.io.files.find_inputs", broken)
     assert cli.main(["segment", str(tmp_path), "-o", str(tmp_path / "out")]) == 3
     assert error_lines(capsys.readouterr().err) == [
         f"{ERROR}unexpected RuntimeError: something nobody foresaw (set NAPARI_UNET_DEBUG=1 for the traceback)"

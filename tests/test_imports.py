@@ -23,8 +23,8 @@ def test_core_and_cli_never_import_the_gui_stack() -> None:
     imports = "\n".join(
         [
             "import napari_unet.cli",
-            "import napari_unet.core.batch, napari_unet.core.evaluation, napari_unet.core.training",
-            "import napari_unet.core.inference, napari_unet.core.weights, napari_unet.core.metrics",
+            "import napari_unet.core.batch.local, napari_unet.core.evaluation.evaluate, napari_unet.core.training.loop",
+            "import napari_unet.core.segmentation.segmenter, napari_unet.core.models.files, napari_unet.core.evaluation.metrics",
         ]
     )
     assert loaded_after(imports, ("napari", "qtpy", "PyQt5", "magicgui")) == []

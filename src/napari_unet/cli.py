@@ -36,12 +36,13 @@ def _set_threads(threads: int | None) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, TrainingConfig
-    from napari_unet.core.io import read_labelled_folder
-    from napari_unet.core.lineage import image_record
-    from napari_unet.core.model import UNet
-    from napari_unet.core.samples import prepare_sample
-    from napari_unet.core.training import train
-    from napari_unet.core.weights import ModelBundle, load_model, resolve_model, save_model
+    from napari_unet.core.io.files import read_labelled_folder
+    from napari_unet.core.models.files import ModelBundle, save_model
+    from napari_unet.core.models.lineage import image_record
+    from napari_unet.core.models.network import UNet
+    from napari_unet.core.models.registry import load_model, resolve_model
+    from napari_unet.core.training.loop import train
+    from napari_unet.core.training.samples import prepare_sample
 
     _set_threads(args.threads)
     if args.from_model:
@@ -68,7 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     validate = None
     if args.val_images and args.val_labels:
-        from napari_unet.core.evaluation import evaluate_bundle
+        from napari_unet.core.evaluation.evaluate import evaluate_bundle
 
         val_pairs = read_labelled_folder(args.val_images, args.val_labels, args.val_pattern)
 
@@ -141,7 +142,7 @@ def _postprocess(args: argparse.Namespace, bundle):  # noqa: ANN001, ANN202 - a 
 
 
 def _load(model: str):  # noqa: ANN202 - returns a ModelBundle (imported lazily)
-    from napari_unet.core.weights import load_model, resolve_model
+    from napari_unet.core.models.registry import load_model, resolve_model
 
     return load_model(resolve_model(model))
 
@@ -165,10 +166,10 @@ def _unwritable(folder: Path) -> str | None:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from napari_unet.core.batch import BatchSettings, segment_files
+    from napari_unet.core.batch.local import BatchSettings, segment_files
     from napari_unet.core.config import InferenceConfig
-    from napari_unet.core.inference import Segmenter
-    from napari_unet.core.io import find_inputs
+    from napari_unet.core.io.files import find_inputs
+    from napari_unet.core.segmentation.segmenter import Segmenter
 
     _set_threads(args.threads)
     inputs = find_inputs(args.inputs, pattern=args.pattern)
@@ -197,7 +198,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     )
     client = None
     if args.scheduler:
-        from napari_unet.core.distributed import ClusterError, ModelSpec, connect, segment_files_on_cluster
+        from napari_unet.core.batch.cluster import ClusterError, ModelSpec, connect, segment_files_on_cluster
 
         try:
             client = connect(args.scheduler)
@@ -248,8 +249,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _list_models() -> None:
-    from napari_unet.core.store import current_version, family_of
-    from napari_unet.core.weights import BUNDLED_MODELS, DEFAULT_MODEL, bundled_model_path, user_models
+    from napari_unet.core.models.registry import (
+        BUNDLED_MODELS,
+        DEFAULT_MODEL,
+        bundled_model_path,
+        user_models,
+    )
+    from napari_unet.core.models.store import current_version, family_of
 
     rows = [(name, "bundled", bundled_model_path(name)) for name in BUNDLED_MODELS]
     rows += [(name, "user", path) for name, path in user_models().items()]
@@ -261,7 +267,7 @@ def _list_models() -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from napari_unet.core import store
+    from napari_unet.core.models import store
 
     action = args.action or "list"
     if action == "list":
@@ -282,11 +288,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from napari_unet.core.bioimageio import BioimageioUnavailable, export_package
+    from napari_unet.core.models.bioimageio.export import BioimageioUnavailable, export_package
 
     image = None
     if args.image:
-        from napari_unet.core.io import read_image
+        from napari_unet.core.io.files import read_image
 
         image = read_image(args.image)
         if image.ndim != 2:
@@ -305,8 +311,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_unet.core.config import InferenceConfig
-    from napari_unet.core.evaluation import evaluate_bundle, evaluate_classical
-    from napari_unet.core.io import read_labelled_folder
+    from napari_unet.core.evaluation.evaluate import evaluate_bundle, evaluate_classical
+    from napari_unet.core.io.files import read_labelled_folder
 
     _set_threads(args.threads)
     pairs = read_labelled_folder(args.images, args.labels, args.pattern)
@@ -518,8 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from napari_unet.core.io import InputError
-    from napari_unet.core.weights import ModelFileError
+    from napari_unet.core.io.files import InputError
+    from napari_unet.core.models.files import ModelFileError
 
     try:
         return int(args.func(args))

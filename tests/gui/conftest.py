@@ -9,7 +9,7 @@ import tifffile
 import torch
 from napari.utils import notifications
 
-from napari_unet.core.weights import resolve_model
+from napari_unet.core.models.registry import resolve_model
 
 DATA = (
     Path(os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))

@@ -111,7 +111,7 @@ def test_batch_on_a_dask_cluster_fills_the_same_table(
 ) -> None:
     import distributed
 
-    from napari_unet.core import distributed as cluster_module
+    from napari_unet.core.batch import cluster as cluster_module
 
     chunk_sizes = []
     on_cluster = cluster_module.segment_files_on_cluster

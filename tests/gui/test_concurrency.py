@@ -15,9 +15,9 @@ import threading
 import numpy as np
 import pytest
 
-from napari_unet.core.corrections import CorrectionStore
-from napari_unet.core.inference import Segmenter
-from napari_unet.core.store import list_versions
+from napari_unet.core.models.store import list_versions
+from napari_unet.core.segmentation.segmenter import Segmenter
+from napari_unet.core.training.corrections import CorrectionStore
 from napari_unet.gui import progress_bar, workers
 
 pytestmark = pytest.mark.usefixtures("shown_messages")  # no exception may reach napari

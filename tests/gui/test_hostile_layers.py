@@ -11,8 +11,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_unet.core.corrections import CorrectionStore
-from napari_unet.core.store import list_versions
+from napari_unet.core.models.store import list_versions
+from napari_unet.core.training.corrections import CorrectionStore
 
 pytestmark = pytest.mark.usefixtures("shown_messages")  # no exception may reach napari
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
-from napari_unet.core.model import UNet
-from napari_unet.core.store import list_versions, save_version
-from napari_unet.core.weights import ModelBundle, bundled_model_path, load_model
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.network import UNet
+from napari_unet.core.models.registry import bundled_model_path, load_model
+from napari_unet.core.models.store import list_versions, save_version
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.workers import ModelCache
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.core.store import list_versions
+from napari_unet.core.models.store import list_versions
 from napari_unet.gui import sample_data
 
 

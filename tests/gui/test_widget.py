@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.core.corrections import CorrectionStore
-from napari_unet.core.store import list_versions
-from napari_unet.core.weights import bundled_model_path, load_model
+from napari_unet.core.models.registry import bundled_model_path, load_model
+from napari_unet.core.models.store import list_versions
+from napari_unet.core.training.corrections import CorrectionStore
 from napari_unet.gui.widget import SegmentWidget
 
 

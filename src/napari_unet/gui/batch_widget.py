@@ -31,12 +31,12 @@ from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QAbstractItemView
 
-from napari_unet.core.batch import BatchSettings, FileResult, segment_files
+from napari_unet.core.batch.local import BatchSettings, FileResult, segment_files
 from napari_unet.core.config import InferenceConfig
-from napari_unet.core.inference import Segmenter
-from napari_unet.core.io import InputError, find_inputs
+from napari_unet.core.io.files import InputError, find_inputs
+from napari_unet.core.io.stacks import TiffImage
 from napari_unet.core.progress import Progress
-from napari_unet.core.stacks import TiffImage
+from napari_unet.core.segmentation.segmenter import Segmenter
 from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.progress_bar import JobProgress
@@ -88,7 +88,7 @@ def batch_job(request: BatchRequest, models: ModelCache) -> Generator[Progress, 
             request.inputs, request.outdir, Segmenter(bundle, inference), request.settings
         )
         return
-    from napari_unet.core.distributed import ModelSpec, connect, segment_files_on_cluster
+    from napari_unet.core.batch.cluster import ModelSpec, connect, segment_files_on_cluster
 
     yield Progress(0, len(request.inputs), f"connecting to {request.scheduler}", {"file": 0.0})
     client = connect(request.scheduler)
@@ -117,7 +117,7 @@ class BatchWidget(Container):
     worker : GeneratorWorker or None
         The running batch, if any.
     results : dict
-        Input path -> :class:`~napari_unet.core.batch.FileResult` of this run so far.
+        Input path -> :class:`~napari_unet.core.batch.local.FileResult` of this run so far.
 
     """
 

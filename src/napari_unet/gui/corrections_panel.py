@@ -8,7 +8,7 @@ from pathlib import Path
 import napari
 from magicgui.widgets import Container, FileEdit, Label, PushButton
 
-from napari_unet.core.corrections import CorrectionStore
+from napari_unet.core.training.corrections import CorrectionStore
 from napari_unet.gui.layers import Plane
 from napari_unet.gui.recorder import CorrectionRecorder
 

@@ -10,10 +10,11 @@ from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils.notifications import show_error
 
 from napari_unet.core.config import TrainingConfig
-from napari_unet.core.corrections import CorrectionSet
+from napari_unet.core.devices import choose_device
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.store import ModelVersion
 from napari_unet.core.progress import Progress
-from napari_unet.core.store import ModelVersion
-from napari_unet.core.weights import ModelBundle, choose_device
+from napari_unet.core.training.corrections import CorrectionSet
 from napari_unet.gui.plot import LossPlot
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.workers import FineTuneJob, ModelCache, fine_tune_worker, save_worker
@@ -28,7 +29,7 @@ FINE_TUNE_OPTIONS: dict[str, Any] = {
 
 A learning rate of 5e-4 made sparse corrections hurt other images (AP@0.5 0.74 -> 0.71 with
 wide review regions); 1e-4 keeps them at 0.74 and improves the corrected ones (see
-:func:`napari_unet.core.corrections.reviewed_region`).
+:func:`napari_unet.core.training.corrections.reviewed_region`).
 """
 
 SNAPSHOT_EVERY = 5

@@ -9,7 +9,7 @@ import napari
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_unet.core.axes import (
+from napari_unet.core.segmentation.axes import (
     CHANNEL,
     guess_axes,
     output_axes,
@@ -18,8 +18,8 @@ from napari_unet.core.axes import (
     plane_selector,
     stack_axes,
 )
-from napari_unet.core.inference import PlaneOutputs, Segmenter
-from napari_unet.core.postprocess import PlaneNumbering
+from napari_unet.core.segmentation.postprocess import PlaneNumbering
+from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter
 
 Plane = tuple[int, ...]
 _STACK_NAMES = "ZTUVW"
@@ -130,7 +130,7 @@ def relabel(
     """Labels of every cached plane under new post-processing settings (no network).
 
     Planes are numbered apart (or joined, with ``stitch``) as
-    :meth:`~napari_unet.core.inference.Segmenter.segment` numbers them.
+    :meth:`~napari_unet.core.segmentation.segmenter.Segmenter.segment` numbers them.
     """
     result: dict[Plane, NDArray[np.int32]] = {}
     numbering = PlaneNumbering(stitch)

@@ -11,7 +11,16 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.qt.threading import FunctionWorker, create_worker
 from qtpy.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
-from napari_unet.core.store import (
+from napari_unet.core.devices import choose_device
+from napari_unet.core.models.registry import (
+    BUNDLED_MODELS,
+    DEFAULT_MODEL,
+    MODEL_SUFFIX,
+    bundled_model_path,
+    user_model_dir,
+    user_models,
+)
+from napari_unet.core.models.store import (
     ModelVersion,
     current_version,
     delete_model,
@@ -19,15 +28,6 @@ from napari_unet.core.store import (
     parent_of,
     rename_model,
     rollback,
-)
-from napari_unet.core.weights import (
-    BUNDLED_MODELS,
-    DEFAULT_MODEL,
-    MODEL_SUFFIX,
-    bundled_model_path,
-    choose_device,
-    user_model_dir,
-    user_models,
 )
 from napari_unet.gui.workers import ModelCache
 
@@ -69,7 +69,7 @@ def _ask_export_path(suggested: str) -> str | None:
 
 
 def _export(models: ModelCache, model_path: str, output: str) -> Path:
-    from napari_unet.core.bioimageio import export_package
+    from napari_unet.core.models.bioimageio.export import export_package
 
     return export_package(models.get(model_path), output)
 

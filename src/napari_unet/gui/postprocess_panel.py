@@ -11,7 +11,7 @@ from magicgui.widgets import Container, FloatSlider, SpinBox
 from qtpy.QtCore import QTimer
 
 from napari_unet.core.config import PostprocessConfig
-from napari_unet.core.inference import PlaneOutputs, Segmentation, Segmenter
+from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmentation, Segmenter
 from napari_unet.gui.layers import Plane, labels_name, labels_plane_selector, relabel
 
 RELABEL_DELAY_MS = 120

@@ -8,7 +8,7 @@ from typing import Any
 import napari
 from qtpy.QtCore import QObject, QTimer
 
-from napari_unet.core.corrections import (
+from napari_unet.core.training.corrections import (
     Correction,
     CorrectionSet,
     CorrectionStore,

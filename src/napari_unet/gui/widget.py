@@ -26,11 +26,11 @@ from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QMessageBox
 
-from napari_unet.core.axes import normalise_axes, stack_axes
-from napari_unet.core.corrections import CorrectionSet, CorrectionStore, default_corrections_dir
-from napari_unet.core.inference import Segmentation, Segmenter
+from napari_unet.core.models.store import ModelVersion
 from napari_unet.core.progress import Progress
-from napari_unet.core.store import ModelVersion
+from napari_unet.core.segmentation.axes import normalise_axes, stack_axes
+from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
+from napari_unet.core.training.corrections import CorrectionSet, CorrectionStore, default_corrections_dir
 from napari_unet.gui.corrections_panel import CorrectionsPanel
 from napari_unet.gui.finetune import FineTunePanel
 from napari_unet.gui.inference_controls import AugmentBox, DiameterBox

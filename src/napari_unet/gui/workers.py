@@ -24,13 +24,14 @@ import torch._dynamo  # noqa: F401
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
 from napari_unet.core.config import InferenceConfig, PostprocessConfig, TrainingConfig, to_dict
-from napari_unet.core.corrections import Correction, CorrectionSet, training_samples
-from napari_unet.core.inference import Segmentation, Segmenter
-from napari_unet.core.lineage import ancestry, image_record
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.lineage import ancestry, image_record
+from napari_unet.core.models.registry import load_model
+from napari_unet.core.models.store import ModelVersion, save_version
 from napari_unet.core.progress import Progress
-from napari_unet.core.store import ModelVersion, save_version
-from napari_unet.core.training import train
-from napari_unet.core.weights import ModelBundle, load_model
+from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
+from napari_unet.core.training.corrections import Correction, CorrectionSet, training_samples
+from napari_unet.core.training.loop import train
 
 _WAIT_SECONDS = 0.25
 

@@ -1,0 +1,369 @@
+"""Files -> labels on disk: the job behind ``napari-unet segment``, the batch widget and Dask.
+
+Stacks stream: planes are read one at a time (:class:`~napari_unet.core.io.stacks.TiffImage`),
+segmented, numbered (and stitched, keeping only the previous plane) and
+written as they come (:class:`~napari_unet.core.io.stacks.LabelStackWriter`),
+so memory does not grow with the number of planes.  Each output is written
+under a temporary name and renamed when complete; a re-run skips complete
+outputs and removes the temporary files of writers that died (resume).  A bad
+input is reported with one line naming the file and the reason; the other
+inputs are still processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import socket
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tifffile
+import torch
+from numpy.typing import NDArray
+
+from napari_unet import __version__
+from napari_unet.core.config import to_dict
+from napari_unet.core.io.atomic import remove_stale_parts
+from napari_unet.core.io.files import InputError, output_path, write_overlay
+from napari_unet.core.io.stacks import LabelStackWriter, PixelSize, TiffImage, read_label_metadata
+from napari_unet.core.models.files import FORMAT_VERSION
+from napari_unet.core.progress import Progress, relay
+from napari_unet.core.segmentation.axes import (
+    normalise_axes,
+    output_axes,
+    output_shape,
+    plane_indices,
+    plane_selector,
+    stack_axes,
+)
+from napari_unet.core.segmentation.postprocess import PlaneNumbering
+from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter, read_plane
+
+Status = Literal["done", "skipped", "failed"]
+PlaneIndex = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file."""
+
+    input: Path
+    output: Path
+    status: Status
+    objects: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Everything besides the model that decides a batch's outputs.
+
+    Attributes
+    ----------
+    axes : str, optional
+        Axes of every input; by default each file's own metadata (or a guess).
+    stitch : bool
+        Join objects across consecutive planes of stacks.
+    overwrite : bool
+        Redo outputs that already exist.
+    overlay : bool
+        Also write ``<stem>_overlay.png`` (middle plane, object outlines).
+
+    """
+
+    axes: str | None = None
+    stitch: bool = False
+    overwrite: bool = False
+    overlay: bool = False
+
+
+# -- provenance -----------------------------------------------------------------------------
+
+
+def file_digest(path: Path, chunk: int = 1 << 16) -> str:
+    """SHA-256 of a file (hex), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the software that decides the labels."""
+    return {
+        "napari-unet": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "tifffile": tifffile.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def provenance(
+    segmenter: Segmenter, path: Path, axes: str, settings: BatchSettings, diameter: float | None
+) -> dict[str, Any]:
+    """What an output was made from and how: stored in the label file's metadata."""
+    bundle = segmenter.bundle
+    stat = path.stat()
+    return {
+        "software": f"napari-unet {__version__}",
+        "versions": software_versions(),
+        "model": bundle.name,
+        "model_source": bundle.source,
+        "model_hash": bundle.weights_hash(),
+        "model_format_version": FORMAT_VERSION,
+        "model_trained": bundle.provenance.get("date"),
+        "inference": to_dict(segmenter.inference),
+        "postprocess": to_dict(segmenter.postprocess),
+        "stitch": settings.stitch,
+        "device": str(segmenter.device),
+        "diameter": diameter,
+        "input": str(path.resolve()),
+        "input_bytes": stat.st_size,
+        "input_modified": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds"),
+        "input_sha256": file_digest(path),
+        "input_axes": axes,
+        "host": socket.gethostname(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# -- one file -------------------------------------------------------------------------------
+
+
+def skip_result(path: Path, outdir: Path, settings: BatchSettings) -> FileResult | None:
+    """A "skipped" result if ``path``'s output is already complete (and not to be redone).
+
+    Also removes temporary files that dead writers of that output left behind.
+    """
+    target = output_path(path, outdir)
+    remove_stale_parts(target)
+    remove_stale_parts(overlay_path(target))
+    if settings.overwrite or read_label_metadata(target) is None:
+        return None
+    return FileResult(path, target, "skipped")
+
+
+def overlay_path(target: Path) -> Path:
+    """``<stem>_overlay.png`` beside a label file."""
+    return target.with_name(f"{target.stem}_overlay.png")
+
+
+def failure(path: Path, target: Path, error: BaseException) -> FileResult:
+    """A "failed" result with a one-line message that names the file."""
+    if isinstance(error, InputError | ValueError | OSError | MemoryError):
+        message = str(error) if str(path) in str(error) else f"{path}: {error}"
+    else:
+        message = f"{path}: unexpected {type(error).__name__}: {error}"
+    return FileResult(path, target, "failed", error=message.splitlines()[0] if message else str(path))
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """An input checked and measured, ready to be segmented (possibly elsewhere).
+
+    Attributes
+    ----------
+    input, output : Path
+    axes : str
+        Normalised axes of the input.
+    shape : tuple of int
+        Shape of the input.
+    diameter : float or None
+        Object diameter every plane is segmented at.
+    metadata : dict
+        Provenance for the output.
+    pixel_size : PixelSize or None
+    started : float
+        When planning began (seconds since the epoch).
+
+    """
+
+    input: Path
+    output: Path
+    axes: str
+    shape: tuple[int, ...]
+    diameter: float | None
+    metadata: dict[str, Any]
+    pixel_size: PixelSize | None
+    started: float = 0.0
+
+    @property
+    def token(self) -> str:
+        """Identifies what the planes' labels depend on: input, model, parameters, axes, diameter."""
+        keys = ("input_sha256", "model_hash", "inference", "postprocess", "input_axes", "diameter")
+        text = json.dumps({key: self.metadata.get(key) for key in keys}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def indices(self) -> list[PlaneIndex]:
+        """Stack positions of all planes, in the order they are written."""
+        return list(plane_indices(self.axes, self.shape))
+
+    @property
+    def streams(self) -> bool:
+        """Whether planes can go to disk as they come (Y and X are the label image's last axes)."""
+        return output_axes(self.axes).endswith("YX")
+
+
+def plan_file(
+    path: Path, outdir: Path, segmenter: Segmenter, settings: BatchSettings
+) -> Generator[Progress, None, FilePlan | FileResult]:
+    """Check an input and estimate its object size; a :class:`FileResult` if there is nothing to do.
+
+    Returns a "skipped" result for a complete output (unless overwriting) and
+    a "failed" one, naming the file and the reason, for a bad input.
+    """
+    started = time.time()
+    target = output_path(path, outdir)
+    if target.resolve() == path.resolve():
+        return FileResult(
+            path, target, "failed", error=f"{path}: the output would replace it; choose another folder"
+        )
+    skipped = skip_result(path, outdir, settings)
+    if skipped is not None:
+        return skipped
+    try:
+        with TiffImage(path) as image:
+            axes = normalise_axes(settings.axes or image.axes, image.shape)
+            yield Progress(0, 1000, "estimating object size")
+            diameter = segmenter.object_diameter(image, axes, list(plane_indices(axes, tuple(image.shape))))
+            metadata = provenance(segmenter, path, axes, settings, diameter)
+            return FilePlan(
+                path, target, axes, tuple(image.shape), diameter, metadata, image.pixel_size, started
+            )
+    except Exception as error:  # one bad file must never stop the batch
+        return failure(path, target, error)
+
+
+def write_plan(
+    plan: FilePlan, segmenter: Segmenter, settings: BatchSettings
+) -> Generator[Progress, None, FileResult]:
+    """Segment a planned input into its output, streaming plane by plane.
+
+    Yields
+    ------
+    Progress
+        ``step`` out of 1000.
+
+    Returns
+    -------
+    FileResult
+        ``failed`` results carry the reason; no exception escapes for a bad file.
+
+    """
+    try:
+        with TiffImage(plan.input) as image:
+            writer = LabelStackWriter(
+                plan.output,
+                output_shape(plan.axes, plan.shape),
+                output_axes(plan.axes),
+                plan.metadata,
+                plan.pixel_size,
+            )
+            with writer:
+                middle = yield from _stream(segmenter, image, plan, settings.stitch, writer)
+                if settings.overlay:  # before the labels' rename: a complete output has its overlay
+                    write_overlay_of(plan, image, middle)
+                writer.metadata["seconds"] = round(time.time() - plan.started, 3)
+        return FileResult(plan.input, plan.output, "done", writer.objects, time.time() - plan.started)
+    except Exception as error:  # one bad file must never stop the batch
+        return failure(plan.input, plan.output, error)
+
+
+def segment_file(
+    path: Path, outdir: Path, segmenter: Segmenter, settings: BatchSettings
+) -> Generator[Progress, None, FileResult]:
+    """Segment one TIFF into ``outdir/<stem>.tif``: :func:`plan_file`, then :func:`write_plan`."""
+    plan = yield from plan_file(path, outdir, segmenter, settings)
+    if isinstance(plan, FileResult):
+        return plan
+    return (yield from write_plan(plan, segmenter, settings))
+
+
+def write_overlay_of(plan: FilePlan, image: Any, middle: NDArray[np.integer]) -> None:
+    """Write ``<stem>_overlay.png``: the middle plane with the outlines of its labels."""
+    index = middle_index(plan.axes, plan.shape)
+    write_overlay(overlay_path(plan.output), read_plane(image, plan.axes, index), middle)
+
+
+def middle_index(axes: str, shape: tuple[int, ...]) -> PlaneIndex:
+    """Stack position of the middle plane (the one an overlay shows)."""
+    return tuple(n // 2 for a, n in zip(axes, shape, strict=True) if a in stack_axes(axes))
+
+
+def _stream(
+    segmenter: Segmenter, image: Any, plan: FilePlan, stitch: bool, writer: LabelStackWriter
+) -> Generator[Progress, None, NDArray[np.int32]]:
+    """Segment every plane into ``writer``; returns the middle plane's labels (for the overlay)."""
+    numbering = PlaneNumbering(stitch)
+    middle: list[NDArray[np.int32]] = []
+    wanted = middle_index(plan.axes, plan.shape)
+    labels_axes = output_axes(plan.axes)
+    whole = None if plan.streams else np.zeros(output_shape(plan.axes, plan.shape), np.int32)
+
+    def sink(index: PlaneIndex, outputs: PlaneOutputs) -> None:
+        numbered = numbering.add(index, segmenter.labels(outputs))
+        if index == wanted:
+            middle.append(numbered)
+        if whole is None:
+            writer.write(numbered)
+        else:
+            whole[plane_selector(labels_axes, index)] = numbered
+
+    yield from segmenter.predict_planes(image, plan.axes, plan.indices, plan.diameter, sink)
+    if whole is not None:  # rare layouts (e.g. YXZ): pages are planes of the last two axes
+        for plane in whole.reshape(-1, *whole.shape[-2:]):
+            writer.write(plane)
+    return middle[0]
+
+
+def segment_files(
+    inputs: Sequence[Path],
+    outdir: Path,
+    segmenter: Segmenter,
+    settings: BatchSettings | None = None,
+) -> Generator[Progress, None, None]:
+    """Segment each input file into ``outdir/<stem>.tif``, one after another.
+
+    Parameters
+    ----------
+    inputs : sequence of Path
+        TIFF files.
+    outdir : Path
+        Output folder (created if needed).
+    segmenter : Segmenter
+        Model, device and parameters.
+    settings : BatchSettings, optional
+
+    Yields
+    ------
+    Progress
+        ``step`` counts finished files; ``metrics["file"]`` is the share
+        done of the file in progress (so ``(step + metrics["file"]) / total``
+        is the whole batch's share).  One record per file carries that file's
+        :class:`FileResult` in ``result``.  Closing the generator stops
+        between two tile batches and leaves no partial output.
+
+    """
+    settings = settings or BatchSettings()
+    total = len(inputs)
+    for number, path in enumerate(inputs):
+
+        def of_batch(record: Progress, number: int = number, name: str = Path(path).name) -> Progress:
+            return Progress(number, total, f"{name}: {record.message}", {"file": record.fraction})
+
+        outcome = yield from relay(segment_file(Path(path), Path(outdir), segmenter, settings), of_batch)
+        message = f"{Path(path).name}: {outcome.status}"
+        if outcome.status == "skipped":
+            message = f"{Path(path).name}: already done, skipped"
+        yield Progress(number + 1, total, message, {"file": 0.0}, result=outcome)

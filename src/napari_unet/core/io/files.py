@@ -1,0 +1,243 @@
+"""TIFF reading and writing, input discovery, output naming, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from numpy.typing import NDArray
+
+from napari_unet.core.io.atomic import atomic_path
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class InputError(ValueError):
+    """An input cannot be processed; the message names the file and the reason."""
+
+
+def find_inputs(paths: Iterable[str | os.PathLike[str]], pattern: str = "*") -> list[Path]:
+    """Expand files and folders into a sorted list of TIFF files.
+
+    Folders contribute their TIFF files matching ``pattern`` (not recursive).
+    Files are kept as given, whatever their extension, so a mislabelled file
+    still gets a clear error when it is read.
+
+    Raises
+    ------
+    InputError
+        If a path does not exist.
+
+    """
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return found
+
+
+def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
+    """Read a whole image into memory.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read as a TIFF image or holds no pixels.
+
+    """
+    path = Path(path)
+    try:
+        data = tifffile.imread(path)
+    except Exception as error:  # any decoder error (zlib, lzw, ...) means an unreadable file
+        raise unreadable_tiff(path, error) from None
+    check_pixels(data, str(path))
+    return np.asarray(data)
+
+
+SUPPORTED_KINDS = "biuf"  # bool, signed/unsigned integers, floats
+
+
+def read_image_with_axes(path: str | os.PathLike[str]) -> tuple[NDArray[Any], str]:
+    """Read a TIFF's first series and the axes tifffile reports for it.
+
+    Returns
+    -------
+    (image, axes)
+        ``axes`` uses tifffile's letters (e.g. ``"YX"``, ``"QYX"``, ``"YXS"``,
+        ``"TZCYX"``); :func:`napari_unet.core.segmentation.axes.normalise_axes` maps them.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, is empty or has an unsupported dtype.
+
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            if not tiff.series:
+                raise InputError(f"{path}: the TIFF holds no image")
+            series = tiff.series[0]
+            data = series.asarray()
+            axes = series.axes
+    except InputError:
+        raise
+    except Exception as error:  # any decoder error (zlib, lzw, ...) means an unreadable file
+        raise unreadable_tiff(path, error) from None
+    check_pixels(data, str(path))
+    return np.asarray(data), axes
+
+
+def check_pixels(data: Any, name: str) -> None:
+    """Raise :class:`InputError` unless ``data`` is a non-empty, real-valued 2-D+ array."""
+    if data.size == 0:
+        raise InputError(f"{name}: the image is empty (shape {tuple(data.shape)})")
+    if np.dtype(data.dtype).kind not in SUPPORTED_KINDS:
+        raise InputError(f"{name}: unsupported pixel type {data.dtype}")
+    if data.ndim < 2:
+        raise InputError(f"{name}: an image needs at least 2 dimensions, got shape {tuple(data.shape)}")
+
+
+def error_reason(error: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def unreadable_tiff(path: Path, error: BaseException) -> InputError:
+    """The one-line error for a file the TIFF reader refused (an empty file says so)."""
+    try:
+        empty = path.is_file() and path.stat().st_size == 0
+    except OSError:
+        empty = False
+    reason = "empty file (0 bytes)" if empty else error_reason(error)
+    return InputError(f"{path}: cannot read as TIFF ({reason})")
+
+
+def output_path(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str]) -> Path:
+    """``OUTDIR/<input stem>.tif`` (a ``.ome.tif`` input loses both suffixes)."""
+    name = Path(input_path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        name = Path(name).stem
+    return Path(outdir) / f"{name}.tif"
+
+
+def label_dtype(max_label: int) -> np.dtype[Any]:
+    """Smallest unsigned dtype (uint16 or uint32) that holds ``max_label``."""
+    return np.dtype(np.uint16) if max_label <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
+
+
+def write_labels(
+    path: str | os.PathLike[str],
+    labels: NDArray[np.integer],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write an instance label image atomically, zlib-compressed.
+
+    Parameters
+    ----------
+    path : path
+        Final file name.
+    labels : ndarray of int
+        Any shape; stored as uint16 or uint32 depending on the largest label.
+    metadata : dict, optional
+        JSON-serialisable provenance, stored in the TIFF's ImageDescription.
+
+    """
+    labels = np.asarray(labels)
+    dtype = label_dtype(int(labels.max()) if labels.size else 0)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp,
+            labels.astype(dtype, copy=False),
+            compression="zlib",
+            photometric="minisblack",
+            description=json.dumps(metadata or {}),
+            metadata=None,
+            bigtiff=labels.nbytes > 2**31,
+        )
+    return Path(path)
+
+
+def read_labelled_folder(
+    images: str | os.PathLike[str], labels: str | os.PathLike[str], pattern: str = "*"
+) -> list[tuple[str, NDArray[Any], NDArray[Any]]]:
+    """Read image/label pairs that share a file name.
+
+    Parameters
+    ----------
+    images, labels : path
+        Folders; every TIFF in ``images`` matching ``pattern`` needs a label
+        TIFF of the same name in ``labels``.
+    pattern : str
+        Glob pattern selecting image files (e.g. ``"slice1*.tif"``).
+
+    Returns
+    -------
+    list of (name, image, labels)
+        Sorted by name; ``image`` is (Y, X) or (C, Y, X); ``labels`` are
+        instance TIFFs (0 = background).
+
+    Raises
+    ------
+    InputError
+        If a folder holds no TIFFs, an image has no label file, or shapes differ.
+
+    """
+    image_paths = find_inputs([images], pattern)
+    if not image_paths:
+        raise InputError(f"{images}: no TIFF images matching {pattern!r} in this folder")
+    pairs = []
+    for image_path in image_paths:
+        label_path = Path(labels) / image_path.name
+        if not label_path.is_file():
+            raise InputError(f"{image_path}: no label file {label_path}")
+        image = read_image(image_path)
+        label = read_image(label_path)
+        if image.ndim == 3 and image.shape[:2] == label.shape:
+            image = np.moveaxis(image, -1, 0)  # (Y, X, C) colour -> (C, Y, X)
+        if image.shape[-2:] != label.shape or image.ndim > 3:
+            raise InputError(f"{label_path}: labels shape {label.shape} does not match image {image.shape}")
+        pairs.append((image_path.name, image, label))
+    return pairs
+
+
+def write_overlay(path: str | os.PathLike[str], plane: NDArray[Any], labels: NDArray[np.integer]) -> Path:
+    """Write a PNG of ``plane`` with the outlines of ``labels`` in yellow, atomically.
+
+    Parameters
+    ----------
+    path : path
+        The ``.png`` file to write.
+    plane : ndarray, shape (Y, X) or (C, Y, X)
+        Intensities of any real dtype; shown with a 1-99.8 percentile stretch.
+    labels : ndarray of int, shape (Y, X)
+
+    """
+    import imageio.v3 as iio
+    from skimage.segmentation import find_boundaries
+
+    from napari_unet.core.segmentation.preprocess import match_channels, percentile_normalise
+
+    grey = match_channels(percentile_normalise(plane if plane.ndim == 3 else plane[None]), 1)[0]
+    rgb = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    rgb[find_boundaries(labels, mode="inner")] = (255, 220, 0)
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, rgb, extension=".png")
+    return Path(path)

@@ -1,0 +1,641 @@
+"""bioimage.io model packages: export a model with its lineage, import one safely.
+
+Export (:func:`export_package`) writes a zip that ``bioimageio.spec`` (model
+spec 0.5) validates, without any network access: ``pytorch_state_dict``
+weights with the architecture source (:mod:`napari_unet.core.models.bioimageio.architecture`),
+TorchScript weights converted from them, a test input and the network's
+output on it, a cover image, the model card, licence, authors, citations,
+``training_data`` and ``parent`` from the lineage, and napari-unet's own model
+file contents under ``config.napari_unet`` (configs, provenance, weights hash).
+
+Import (:func:`load_package`) needs only PyYAML (the ``bioimageio.spec``
+library is needed for export): it reads the description with
+``yaml.safe_load`` and the state dict with ``torch.load(weights_only=True)``
+into napari-unet's own :class:`~napari_unet.core.models.network.UNet`.  Nothing from
+the package is executed: the architecture file inside it is never imported,
+and packages with only TorchScript weights are refused, because a TorchScript
+archive is a program (its methods, including ``__setstate__`` run at load
+time, are code from the package), not just weights.
+
+Pre- and post-processing in bioimage.io terms: the input is the raw image
+(batch, channel, y, x), scaled with ``scale_range`` at the model's percentiles
+and clipped as napari-unet clips;
+the output is the sigmoid of the network (one channel per head).  What
+bioimage.io cannot express (rescaling to the model's object size, the seeded
+watershed turning outputs into instance labels) is stated in the description
+and kept in ``config.napari_unet`` for napari-unet.
+"""
+
+from __future__ import annotations
+
+import gc
+import getpass
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import torch
+from numpy.typing import NDArray
+
+from napari_unet import __version__
+from napari_unet.core.config import to_dict
+from napari_unet.core.io.atomic import atomic_path
+from napari_unet.core.models.files import (
+    ModelBundle,
+    model_header,
+)
+from napari_unet.core.models.registry import BUNDLED_MODELS
+from napari_unet.core.models.store import family_of
+from napari_unet.core.segmentation.preprocess import CLIP_RANGE
+
+INSTALL_HINT = "pip install 'napari-unet[bioimageio]'"
+DEFAULT_LICENSE = "BSD-3-Clause"
+BUNDLED_AUTHOR = "napari-unet developers"
+ARCHITECTURE_FILE = "bioimageio_unet.py"
+ARCHITECTURE_CALLABLE = "build_unet"
+COVER_HEIGHT = 256
+
+_UNET_DOI = "10.1007/978-3-319-24574-4_28"
+_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_+\- ()]+")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a bundled model family was trained on, for ``training_data`` and ``cite``."""
+
+    name: str
+    description: str
+    license: str | None
+    """SPDX identifier, or ``None`` where the data's terms are not an SPDX licence."""
+    citations: tuple[tuple[str, str], ...]
+    """(text, DOI) pairs."""
+
+
+BUNDLED_TRAINING_DATA: dict[str, TrainingData] = {
+    "nuclei": TrainingData(
+        "Data Science Bowl 2018 nuclei (BBBC038v1)",
+        "Kaggle Data Science Bowl 2018 stage1_train with the community mask fixes: 484 fluorescence "
+        "images of nuclei from many labs and microscopes, instance labels.",
+        "CC0-1.0",
+        (
+            (
+                "Caicedo et al., Nucleus segmentation across imaging experiments: the 2018 Data Science "
+                "Bowl. Nature Methods 16, 1247-1253 (2019)",
+                "10.1038/s41592-019-0612-7",
+            ),
+        ),
+    ),
+    "phase-cells": TrainingData(
+        "Usiigaci phase-contrast cells",
+        "Usiigaci: 40 phase-contrast images of T98G glioblastoma and NIH3T3 cells (set01-set40), "
+        "whole cells annotated by hand.",
+        "MIT",
+        (
+            (
+                "Tsai et al., Usiigaci: instance-aware cell tracking in stain-free phase contrast "
+                "microscopy enabled by machine learning. SoftwareX 9, 230-237 (2019)",
+                "10.1016/j.softx.2019.02.007",
+            ),
+        ),
+    ),
+    "em-membranes": TrainingData(
+        "ISBI 2012 EM segmentation challenge",
+        "ISBI 2012 EM segmentation challenge training volume (serial-section TEM, Drosophila larva "
+        "ventral nerve cord), slices 0-19; neuronal profiles separated at membranes. Free for "
+        "research use with citation.",
+        None,
+        (
+            (
+                "Cardona et al., An integrated micro- and macroarchitectural analysis of the Drosophila "
+                "brain by computer-assisted serial section electron microscopy. PLoS Biology 8, "
+                "e1000502 (2010)",
+                "10.1371/journal.pbio.1000502",
+            ),
+            (
+                "Arganda-Carreras et al., Crowdsourcing the creation of image segmentation algorithms "
+                "for connectomics. Frontiers in Neuroanatomy 9, 142 (2015)",
+                "10.3389/fnana.2015.00142",
+            ),
+        ),
+    ),
+}
+
+
+class BioimageioUnavailable(ImportError):
+    """``bioimageio.spec`` is not installed; the message says how to install it."""
+
+
+def _spec() -> Any:
+    try:
+        import bioimageio.spec  # noqa: F401
+        from bioimageio.spec.model import v0_5
+    except ImportError:
+        raise BioimageioUnavailable(
+            f"exporting bioimage.io packages needs the bioimageio.spec library: {INSTALL_HINT}"
+        ) from None
+    return v0_5
+
+
+# ---------------------------------------------------------------------------------------------
+# what the exported network computes, in bioimage.io's terms
+
+
+def scale_range(image: NDArray[Any], low: float, high: float, eps: float = 1e-6) -> NDArray[np.float32]:
+    """bioimage.io's ``scale_range`` preprocessing over the spatial axes of a ``(C, Y, X)`` image.
+
+    ``(x - p_low) / (p_high - p_low + eps)`` per channel, as a bioimage.io
+    consumer computes it from the package's description.
+    """
+    data = np.asarray(image, dtype=np.float32)
+    low_values, high_values = np.percentile(data, [low, high], axis=(-2, -1), keepdims=True)
+    return ((data - low_values) / (high_values - low_values + eps)).astype(np.float32)
+
+
+def package_preprocessing(bundle: ModelBundle, image: NDArray[Any]) -> NDArray[np.float32]:
+    """The package's preprocessing of a ``(C, Y, X)`` image: ``scale_range``, then ``clip``.
+
+    The same normalisation as napari-unet's
+    :func:`~napari_unet.core.segmentation.preprocess.percentile_normalise` (percentiles mapped
+    to 0 and 1, clipped to :data:`~napari_unet.core.segmentation.preprocess.CLIP_RANGE`).
+    """
+    scaled = scale_range(image, bundle.preprocess.percentile_low, bundle.preprocess.percentile_high)
+    return np.clip(scaled, *CLIP_RANGE).astype(np.float32)
+
+
+def network_outputs(bundle: ModelBundle, image: NDArray[Any]) -> NDArray[np.float32]:
+    """The package's output tensor for one input: sigmoid of the network on the preprocessed image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, Y, X)
+        Raw intensities, ``C == bundle.config.in_channels``.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, Y, X)
+        One probability map per head.
+
+    """
+    with torch.inference_mode():
+        logits = bundle.network.eval()(torch.from_numpy(package_preprocessing(bundle, image)[None]))
+    return torch.sigmoid(logits)[0].numpy().astype(np.float32)
+
+
+def synthetic_test_image(bundle: ModelBundle, size: int = 256, seed: int = 0) -> NDArray[np.float32]:
+    """A test input at the model's scale: bright discs of the model's object size on a noisy background.
+
+    Returns
+    -------
+    ndarray of float32, shape (C, size, size)
+
+    """
+    rng = np.random.default_rng(seed)
+    radius = max(2.0, bundle.preprocess.object_diameter / 2)
+    yy, xx = np.mgrid[:size, :size]
+    image = rng.normal(100.0, 8.0, (size, size))
+    spacing = int(3 * radius)
+    for y in range(spacing // 2, size - int(radius), spacing):
+        for x in range(spacing // 2, size - int(radius), spacing):
+            cy, cx = y + rng.uniform(-radius / 3, radius / 3), x + rng.uniform(-radius / 3, radius / 3)
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] += rng.uniform(300, 600)
+    return np.repeat(image[None].astype(np.float32), bundle.config.in_channels, axis=0)
+
+
+def _test_input(bundle: ModelBundle, image: NDArray[Any] | None) -> NDArray[np.float32]:
+    multiple = bundle.config.size_multiple
+    if image is None:
+        return synthetic_test_image(bundle)
+    data = np.asarray(image, dtype=np.float32)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3 or data.shape[0] != bundle.config.in_channels:
+        raise ValueError(
+            f"the test image must be (Y, X) or (C, Y, X) with C = {bundle.config.in_channels}, "
+            f"got shape {tuple(np.shape(image))}"
+        )
+    # the package's input sizes are multiples of 2**depth; crop to at most 512 x 512
+    height = min(data.shape[1] - data.shape[1] % multiple, 512)
+    width = min(data.shape[2] - data.shape[2] % multiple, 512)
+    if height < multiple or width < multiple:
+        raise ValueError(f"the test image must be at least {multiple} x {multiple} pixels")
+    top, left = (data.shape[1] - height) // 2, (data.shape[2] - width) // 2
+    return np.ascontiguousarray(data[:, top : top + height, left : left + width])
+
+
+def _cover(path: Path, image: NDArray[np.float32], outputs: NDArray[np.float32], bundle: ModelBundle) -> None:
+    """Input beside the instance labels' outlines over it: a 2:1 PNG at most 256 px high."""
+    import imageio.v3 as iio
+    from skimage.segmentation import find_boundaries
+    from skimage.transform import resize
+
+    from napari_unet.core.segmentation.postprocess import labels_from_outputs
+
+    labels = labels_from_outputs(outputs, bundle.config.heads, bundle.postprocess)
+    grey = np.clip(scale_range(image[:1], 1.0, 99.8)[0], 0, 1)
+    left = np.repeat(grey[..., None], 3, axis=-1)
+    right = left.copy()
+    right[find_boundaries(labels, mode="inner")] = (1.0, 0.86, 0.0)
+    cover = np.concatenate([left, right], axis=1)
+    if cover.shape[0] > COVER_HEIGHT:  # bioimage.io asks for covers under 500 kB
+        width = round(cover.shape[1] * COVER_HEIGHT / cover.shape[0])
+        cover = resize(cover, (COVER_HEIGHT, width), order=1, anti_aliasing=True)
+    iio.imwrite(path, (np.clip(cover, 0, 1) * 255).astype(np.uint8), extension=".png")
+
+
+def _torchscript(
+    bundle: ModelBundle, image: NDArray[np.float32], probabilities: NDArray[np.float32]
+) -> torch.jit.ScriptModule:
+    """Trace the network on a small input; check that the trace gives ``probabilities`` for ``image``."""
+    network = bundle.network.eval()
+    side = 4 * bundle.config.size_multiple
+    example = torch.zeros(1, bundle.config.in_channels, side, side)
+    with warnings.catch_warnings():
+        # the padding arithmetic reads tensor sizes; inputs are multiples of 2**depth, where it is a no-op
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch deprecates TorchScript in favour of torch.export, but bioimage.io's "torchscript"
+        # weights format (what deepImageJ and others run) is TorchScript
+        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        with torch.inference_mode(False), torch.no_grad():
+            traced = torch.jit.trace(network, example, check_trace=False)
+    with torch.no_grad():
+        got = torch.sigmoid(traced(torch.from_numpy(package_preprocessing(bundle, image)[None])))[0].numpy()
+    if got.shape != probabilities.shape or not np.allclose(got, probabilities, atol=1e-4):
+        raise RuntimeError("the TorchScript trace does not reproduce the network")
+    return traced
+
+
+# ---------------------------------------------------------------------------------------------
+# metadata
+
+
+def _safe_name(text: str) -> str:
+    cleaned = _NAME_CHARACTERS.sub("-", text).strip(" -")
+    return cleaned if len(cleaned) >= 5 else f"napari-unet {cleaned}".strip()
+
+
+def _yaml_value(value: Any) -> Any:
+    """``value`` with tuples as lists, non-finite floats as None and other objects as strings."""
+    if isinstance(value, dict):
+        return {str(k): _yaml_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_yaml_value(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def _bundled_root(bundle: ModelBundle) -> str | None:
+    """The bundled model family this model descends from (by name or lineage), if any."""
+    names = [bundle.name, str(bundle.provenance.get("parent", ""))]
+    ancestors = bundle.provenance.get("ancestors")
+    if isinstance(ancestors, list):
+        names += [str(a.get("name", "")) for a in ancestors if isinstance(a, dict)]
+    for name in reversed(names):  # oldest first: a renamed model still finds its origin
+        if family_of(name) in BUNDLED_MODELS:
+            return family_of(name)
+    return None
+
+
+def _model_card(bundle: ModelBundle, root: str | None) -> str:
+    from napari_unet.core.models.store import describe
+
+    parts = []
+    card = resources.files("napari_unet") / "weights" / f"{root}.md" if root else None
+    if card is not None and card.is_file():
+        parts.append(card.read_text(encoding="utf-8").rstrip())
+        if bundle.name != root:
+            parts.append(f"\n## This model: `{bundle.name}`, fine-tuned from `{root}` (card above)")
+    else:
+        parts.append(f"# Model card: `{bundle.name}`")
+    parts.append(
+        "\n## Using this package\n\n"
+        "Input: one image, axes (batch, channel, y, x), raw intensities; the package scales them with "
+        f"`scale_range` ({bundle.preprocess.percentile_low}th to {bundle.preprocess.percentile_high}th "
+        "percentile). Objects should be about "
+        f"{bundle.preprocess.object_diameter:g} px across"
+        + (" (rescale the image first)" if bundle.preprocess.rescale else "")
+        + ". Output: sigmoid probabilities, one channel per head "
+        f"({', '.join(bundle.config.heads)}). napari-unet turns them into instance labels with a seeded "
+        "watershed (`config.napari_unet.postprocess`); open the zip with "
+        "`napari-unet segment --model THIS.zip` or the napari widget."
+    )
+    parts.append(
+        "\n## Lineage and provenance\n\n```\n" + "\n".join(describe(bundle, with_file=False)) + "\n```"
+    )
+    metrics = bundle.provenance.get("metrics") or {}
+    recorded = ", ".join(f"{k} {v}" for k, v in metrics.items()) if metrics else "none recorded"
+    if root and bundle.name == root:
+        validation = "See **Validation** in the model card above."
+    elif root:
+        validation = (
+            f"The validation in the card above is of `{root}`, not of this fine-tuned version. "
+            f"Metrics recorded while fine-tuning: {recorded}."
+        )
+    else:
+        validation = f"Metrics recorded in training: {recorded}."
+    parts.append(f"\n## Validation\n\n{validation}")
+    return "\n".join(parts) + "\n"
+
+
+def _authors(v0_5: Any, authors: list[str] | None, bundled: bool) -> list[Any]:
+    names = authors or [BUNDLED_AUTHOR if bundled else getpass.getuser()]
+    return [v0_5.Author(name=name) for name in names]
+
+
+def _training_data(v0_5: Any, bundle: ModelBundle, root: str | None) -> Any:
+    from bioimageio.spec.dataset.v0_3 import DatasetDescr
+
+    images = bundle.provenance.get("images")
+    is_bundled = bundle.name in BUNDLED_MODELS
+    if (is_bundled or not isinstance(images, list)) and root in BUNDLED_TRAINING_DATA:
+        data = BUNDLED_TRAINING_DATA[root]
+        return DatasetDescr(
+            name=data.name,
+            description=data.description,
+            license=data.license,
+            cite=[v0_5.CiteEntry(text=text, doi=v0_5.Doi(doi)) for text, doi in data.citations],
+        )
+    if isinstance(images, list) and images:
+        return DatasetDescr(
+            name=_safe_name(f"{bundle.name} training images"),
+            description=(
+                f"{len(images)} image(s) corrected by the user and learned from in fine-tuning; their "
+                "names and SHA-256 hashes are in config.napari_unet.provenance.images (pixels not included)."
+            )[:1024],
+        )
+    return None
+
+
+def _parent(v0_5: Any, bundle: ModelBundle) -> Any:
+    parent = str(bundle.provenance.get("parent") or "")
+    if not parent or parent == bundle.name:
+        return None
+    # the parent's napari-unet name (lower case): not an id in the bioimage.io collection; its
+    # weights hash is in config.napari_unet.provenance.parent_hash
+    identifier = re.sub(r"[^a-z0-9_\-.]+", "-", parent.lower()).strip("-./") or "unnamed"
+    return v0_5.LinkedModel(id=v0_5.ModelId(identifier))
+
+
+def _citations(v0_5: Any, root: str | None) -> list[Any]:
+    cite = [v0_5.CiteEntry(text="Ronneberger et al., U-Net (MICCAI 2015)", doi=v0_5.Doi(_UNET_DOI))]
+    if root in BUNDLED_TRAINING_DATA:
+        data = BUNDLED_TRAINING_DATA[root]
+        cite += [v0_5.CiteEntry(text=text, doi=v0_5.Doi(doi)) for text, doi in data.citations]
+    return cite
+
+
+def _tensors(v0_5: Any, bundle: ModelBundle, input_path: Path, output_path: Path) -> tuple[Any, Any]:
+    multiple = bundle.config.size_multiple
+    space = v0_5.ParameterizedSize(min=multiple, step=multiple)
+    channels = [f"channel{i}" for i in range(bundle.config.in_channels)]
+    input_tensor = v0_5.InputTensorDescr(
+        id=v0_5.TensorId("raw"),
+        description="raw image at the model's object size",
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in channels]),
+            v0_5.SpaceInputAxis(id=v0_5.AxisId("y"), size=space),
+            v0_5.SpaceInputAxis(id=v0_5.AxisId("x"), size=space),
+        ],
+        test_tensor=v0_5.FileDescr(source=input_path),
+        sample_tensor=v0_5.FileDescr(source=input_path.with_suffix(".tif")),
+        preprocessing=[
+            v0_5.ScaleRangeDescr(
+                kwargs=v0_5.ScaleRangeKwargs(
+                    axes=[v0_5.AxisId("y"), v0_5.AxisId("x")],
+                    min_percentile=bundle.preprocess.percentile_low,
+                    max_percentile=bundle.preprocess.percentile_high,
+                )
+            ),
+            v0_5.ClipDescr(kwargs=v0_5.ClipKwargs(min=CLIP_RANGE[0], max=CLIP_RANGE[1])),
+        ],
+    )
+    output_tensor = v0_5.OutputTensorDescr(
+        id=v0_5.TensorId("probabilities"),
+        description=f"sigmoid outputs: {', '.join(bundle.config.heads)}",
+        axes=[
+            v0_5.BatchAxis(),
+            v0_5.ChannelAxis(channel_names=[v0_5.Identifier(h) for h in bundle.config.heads]),
+            v0_5.SpaceOutputAxis(
+                id=v0_5.AxisId("y"),
+                size=v0_5.SizeReference(tensor_id=v0_5.TensorId("raw"), axis_id=v0_5.AxisId("y")),
+            ),
+            v0_5.SpaceOutputAxis(
+                id=v0_5.AxisId("x"),
+                size=v0_5.SizeReference(tensor_id=v0_5.TensorId("raw"), axis_id=v0_5.AxisId("x")),
+            ),
+        ],
+        test_tensor=v0_5.FileDescr(source=output_path),
+        sample_tensor=v0_5.FileDescr(source=output_path.with_suffix(".tif")),
+        postprocessing=[v0_5.SigmoidDescr()],
+    )
+    return input_tensor, output_tensor
+
+
+def _torch_version() -> str:
+    return torch.__version__.split("+")[0]
+
+
+def export_package(
+    bundle: ModelBundle,
+    output: str | os.PathLike[str],
+    test_image: NDArray[Any] | None = None,
+    authors: list[str] | None = None,
+    license: str | None = None,
+) -> Path:
+    """Write ``bundle`` as a bioimage.io model package (zip) that ``bioimageio.spec`` validates.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    output : path
+        The ``.zip`` to write (atomically).
+    test_image : ndarray, shape (Y, X) or (C, Y, X), optional
+        Test input and cover image, at the model's object size (cropped to a
+        multiple of ``2**depth``, at most 512 x 512).  Default: synthetic discs
+        of the model's object size.
+    authors : list of str, optional
+        Default: "napari-unet developers" for bundled models, the user's login name otherwise.
+    license : str, optional
+        SPDX identifier; default ``BSD-3-Clause`` (napari-unet's licence).
+
+    Returns
+    -------
+    Path
+        The written package.
+
+    Raises
+    ------
+    BioimageioUnavailable
+        If ``bioimageio.spec`` is not installed.
+    ValueError
+        If the test image does not fit the model, or the description does not validate.
+
+    """
+    v0_5 = _spec()
+    output = Path(output)
+    with _spec_files_closed():
+        _write_package(v0_5, bundle, output, test_image, authors, license)
+    return output
+
+
+@contextmanager
+def _spec_files_closed() -> Iterator[None]:
+    """bioimageio.spec leaves files it read open until garbage collection: collect them, quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            yield
+        finally:
+            gc.collect()
+
+
+def _write_package(
+    v0_5: Any,
+    bundle: ModelBundle,
+    output: Path,
+    test_image: NDArray[Any] | None,
+    authors: list[str] | None,
+    license: str | None,
+) -> None:
+    from bioimageio.spec import save_bioimageio_package
+
+    root = _bundled_root(bundle)
+    image = _test_input(bundle, test_image)
+    outputs = network_outputs(bundle, image)
+    with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as folder:
+        work = Path(folder)
+        np.save(work / "test_input.npy", image[None])
+        np.save(work / "test_output.npy", outputs[None])
+        # the same tensors as TIFF: "sample tensors" that image viewers open
+        tifffile.imwrite(work / "test_input.tif", image, photometric="minisblack")
+        tifffile.imwrite(work / "test_output.tif", outputs, photometric="minisblack")
+        _cover(work / "cover.png", image, outputs, bundle)
+        (work / "README.md").write_text(_model_card(bundle, root), encoding="utf-8")
+        shutil.copyfile(
+            Path(str(resources.files("napari_unet.core.models.bioimageio") / "architecture.py")),
+            work / ARCHITECTURE_FILE,
+        )
+        torch.save({k: v.detach().cpu() for k, v in bundle.network.state_dict().items()}, work / "weights.pt")
+        traced = _torchscript(bundle, image, outputs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+            traced.save(str(work / "weights_torchscript.pt"))
+        input_tensor, output_tensor = _tensors(
+            v0_5, bundle, work / "test_input.npy", work / "test_output.npy"
+        )
+        description = v0_5.ModelDescr(
+            name=_safe_name(f"napari-unet {bundle.name}"),
+            description=(
+                f"2-D U-Net from napari-unet {__version__} ({bundle.name}): instance segmentation via "
+                f"sigmoid heads {', '.join(bundle.config.heads)} and a seeded watershed. Objects about "
+                f"{bundle.preprocess.object_diameter:g} px across. Weights hash {bundle.weights_hash()}."
+            ),
+            authors=_authors(v0_5, authors, bundle.name in BUNDLED_MODELS),
+            cite=_citations(v0_5, root),
+            license=v0_5.LicenseId(license or DEFAULT_LICENSE),
+            documentation=v0_5.FileDescr(source=work / "README.md"),
+            covers=[v0_5.FileDescr(source=work / "cover.png")],
+            tags=[
+                "napari-unet",
+                "unet2d",
+                "pytorch",
+                "instance-segmentation",
+                "2d",
+                *([root] if root else []),
+            ],
+            inputs=[input_tensor],
+            outputs=[output_tensor],
+            parent=_parent(v0_5, bundle),
+            training_data=_training_data(v0_5, bundle, root),
+            weights=v0_5.WeightsDescr(
+                pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+                    source=work / "weights.pt",
+                    architecture=v0_5.ArchitectureFromFileDescr(
+                        source=work / ARCHITECTURE_FILE,
+                        callable=v0_5.Identifier(ARCHITECTURE_CALLABLE),
+                        kwargs=to_dict(bundle.config),
+                    ),
+                    pytorch_version=v0_5.Version(_torch_version()),
+                ),
+                torchscript=v0_5.TorchscriptWeightsDescr(
+                    source=work / "weights_torchscript.pt",
+                    pytorch_version=v0_5.Version(_torch_version()),
+                    parent="pytorch_state_dict",
+                ),
+            ),
+            config=v0_5.Config(
+                bioimageio=v0_5.BioimageioConfig(
+                    # the spec's default absolute tolerance (1e-3) must stay under 1 % of the test
+                    # output's largest value: a test image the model finds (almost) nothing in has
+                    # probabilities far below 1 (half of 1 %: the spec rounds in float32)
+                    reproducibility_tolerance=[
+                        v0_5.ReproducibilityTolerance(
+                            relative_tolerance=1e-3,
+                            absolute_tolerance=min(1e-3, 0.005 * float(np.abs(outputs).max())),
+                        )
+                    ]
+                ),
+                napari_unet={
+                    **model_header(bundle),
+                    # local paths stay local
+                    "provenance": _yaml_value(
+                        {
+                            k: v
+                            for k, v in bundle.provenance.items()
+                            if k not in ("parent_source", "imported_from")
+                        }
+                    ),
+                },
+            ),
+        )
+        # the library writes the zip and validates it (offline: the description holds no URLs)
+        package = save_bioimageio_package(description, output_path=work / "package.zip")
+        with atomic_path(output) as tmp:
+            shutil.copyfile(package, tmp)
+
+
+def validate_package(path: str | os.PathLike[str]) -> Any:
+    """Validate a package with ``bioimageio.spec`` (offline: no URLs are fetched); returns the summary.
+
+    The returned ``ValidationSummary`` has ``status`` (``"valid-format"`` or
+    ``"failed"``) and ``display()`` / ``format()`` for the details.
+    """
+    _spec()
+    with _spec_files_closed():
+        return _validation_summary(Path(path))
+
+
+def _validation_summary(path: Path) -> Any:
+    from bioimageio.spec import load_description
+
+    return load_description(path, perform_io_checks=True).validation_summary
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+
+
+__all__ = [
+    "BUNDLED_TRAINING_DATA",
+    "BioimageioUnavailable",
+    "export_package",
+    "network_outputs",
+    "package_preprocessing",
+    "scale_range",
+    "synthetic_test_image",
+    "validate_package",
+]

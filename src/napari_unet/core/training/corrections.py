@@ -1,0 +1,340 @@
+"""A person's corrections: reviewed regions, saving them as they are made, training samples.
+
+A correction is one 2-D plane of an image with the labels a person corrected
+and a mask of the pixels they reviewed.  Only reviewed pixels teach the model
+(see :func:`~napari_unet.core.training.samples.prepare_sample`): a brush stroke says
+nothing about the rest of the image.  :func:`reviewed_region` turns the pixels
+a person edited into that mask; :class:`CorrectionStore` keeps each plane's
+correction in its own file, written atomically, so a crash loses nothing that
+was saved.
+
+Folder layout::
+
+    <folder>/<image key>/plane-<i>-<j>-g<generation>.npz   # image plane, labels, edited mask, metadata
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+from napari_unet.core.io.atomic import atomic_path
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.training.samples import TrainingSample, prepare_sample
+from napari_unet.core.training.targets import median_diameter
+
+CORRECTIONS_DIR_ENV = "NAPARI_UNET_CORRECTIONS_DIR"
+REVIEW_DIAMETERS = 2.0
+"""Around edited objects, this many object diameters count as reviewed (see :func:`reviewed_region`)."""
+REVIEW_MARGIN_MIN = 4
+
+_FINGERPRINT_ELEMENTS = 2**22
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def default_corrections_dir() -> Path:
+    """``$NAPARI_UNET_CORRECTIONS_DIR`` or ``corrections`` in the platform's user data folder."""
+    override = os.environ.get(CORRECTIONS_DIR_ENV)
+    if override:
+        return Path(override)
+    from platformdirs import user_data_path
+
+    return user_data_path("napari-unet", appauthor=False) / "corrections"
+
+
+def image_fingerprint(image: Any) -> str:
+    """Identify an image by its content (hex, 16 digits), so a reopened file is recognised.
+
+    Large arrays are sampled on a regular grid; dask and zarr arrays are read
+    only at the sampled positions.
+
+    Parameters
+    ----------
+    image : array-like
+        Any shape and dtype.
+
+    """
+    shape = tuple(int(n) for n in image.shape)
+    digest = hashlib.sha256(f"{shape}|{np.dtype(image.dtype).str}".encode())
+    size = int(np.prod(shape, dtype=np.int64))
+    step = max(1, int(np.ceil((size / _FINGERPRINT_ELEMENTS) ** (1 / max(len(shape), 1)))))
+    sample = np.ascontiguousarray(np.asarray(image[tuple(slice(None, None, step) for _ in shape)]))
+    digest.update(sample.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def image_key(name: str, fingerprint: str) -> str:
+    """Folder name for an image's corrections: a readable name plus its fingerprint."""
+    readable = _UNSAFE.sub("_", name).strip("._")[:60] or "image"
+    return f"{readable}-{fingerprint}"
+
+
+def reviewed_region(
+    labels: NDArray[np.integer], edited: NDArray[np.bool_], margin: float | None = None
+) -> NDArray[np.bool_]:
+    """Pixels a person has reviewed, given the pixels they edited.
+
+    An edited pixel reviews itself and the whole object it now belongs to (a
+    person who fixes part of a nucleus looked at all of it), and the
+    neighbourhood around it: the person saw the objects next to the one
+    they fixed and left them as they were.  Unreviewed pixels further away
+    carry no training signal.
+
+    The neighbourhood matters.  Fine-tuning the bundled nuclei model for 100
+    steps on three fixed nuclei in each of two DSB 2018 validation images:
+    with only 4 pixels around the edited objects, AP@0.5 on ten other
+    images fell from 0.74 to 0.13 (the model forgot what it knew); with two
+    object diameters (and the GUI's learning rate, 1e-4) it stayed at 0.74
+    while the corrected images improved from 0.89 to 0.91.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+        Corrected instance labels, 0 = background.
+    edited : ndarray of bool, shape (Y, X)
+        Pixels the person painted, erased or filled.
+    margin : float, optional
+        Pixels added around the edited objects; default :data:`REVIEW_DIAMETERS`
+        times the median object diameter (at least :data:`REVIEW_MARGIN_MIN`).
+
+    Returns
+    -------
+    ndarray of bool, shape (Y, X)
+
+    """
+    labels = np.asarray(labels)
+    edited = np.asarray(edited, bool)
+    if labels.shape != edited.shape:
+        raise ValueError(f"labels shape {labels.shape} != edited mask shape {edited.shape}")
+    touched = np.unique(labels[edited])
+    region = edited | np.isin(labels, touched[touched > 0])
+    if margin is None:
+        diameter = median_diameter(labels) or 0.0
+        margin = max(REVIEW_MARGIN_MIN, REVIEW_DIAMETERS * diameter)
+    if margin > 0 and region.any():
+        region = ndi.distance_transform_edt(~region) <= margin
+    return region
+
+
+@dataclass
+class Correction:
+    """One corrected 2-D plane.
+
+    Attributes
+    ----------
+    key : str
+        The image's key (:func:`image_key`); all planes of one image share it.
+    plane : tuple of int
+        Position along the image's stack axes (``()`` for a 2-D image).
+    image : ndarray, shape (Y, X) or (C, Y, X)
+        The image plane, as given to the model.
+    labels : ndarray of int32, shape (Y, X)
+        Corrected instance labels.
+    edited : ndarray of bool, shape (Y, X)
+        Pixels the person painted, erased or filled.
+    fully_reviewed : bool
+        The person checked the whole plane: every pixel trains.
+    generation : int
+        Counts how often the plane was segmented afresh and corrected again;
+        each generation is kept, so re-segmenting never loses a correction.
+    meta : dict
+        JSON-compatible: image name and source path, axes, date.
+
+    """
+
+    key: str
+    plane: tuple[int, ...]
+    image: NDArray[Any]
+    labels: NDArray[np.int32]
+    edited: NDArray[np.bool_]
+    fully_reviewed: bool = False
+    generation: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Readable name for progress and provenance: ``key`` plus the plane."""
+        return f"{self.key}[{','.join(map(str, self.plane))}]" if self.plane else self.key
+
+    @property
+    def mask(self) -> NDArray[np.bool_]:
+        """Reviewed pixels, shape (Y, X): what trains (see :func:`reviewed_region`)."""
+        if self.fully_reviewed:
+            return np.ones(self.labels.shape, bool)
+        return reviewed_region(self.labels, self.edited)
+
+    def sample(self, bundle: ModelBundle) -> TrainingSample:
+        """The training sample for ``bundle``'s scale and channels (see ``prepare_sample``)."""
+        return prepare_sample(
+            self.image, self.labels, bundle.config, bundle.preprocess, mask=self.mask, name=self.name
+        )
+
+
+def training_samples(corrections: list[Correction], bundle: ModelBundle) -> list[TrainingSample]:
+    """Training samples from the corrections that reviewed anything."""
+    return [c.sample(bundle) for c in corrections if c.fully_reviewed or c.edited.any()]
+
+
+class CorrectionStore:
+    """Corrections on disk, one atomically written ``.npz`` file per image plane and generation.
+
+    Parameters
+    ----------
+    folder : path, optional
+        Defaults to :func:`default_corrections_dir`.
+
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_corrections_dir()
+
+    def path(self, key: str, plane: tuple[int, ...], generation: int = 0) -> Path:
+        """File of one plane's correction."""
+        position = "-".join(str(i) for i in plane) if plane else "0"
+        return self.folder / key / f"plane-{position}-g{generation}.npz"
+
+    def save(self, correction: Correction) -> Path:
+        """Write one correction (replacing the same plane and generation) atomically."""
+        meta = {
+            **correction.meta,
+            "plane": list(correction.plane),
+            "generation": correction.generation,
+            "fully_reviewed": correction.fully_reviewed,
+            "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        final = self.path(correction.key, correction.plane, correction.generation)
+        with atomic_path(final) as tmp, open(tmp, "wb") as stream:
+            np.savez_compressed(
+                stream,
+                image=np.asarray(correction.image),
+                labels=np.asarray(correction.labels, np.int32),
+                edited=np.asarray(correction.edited, bool),
+                meta=np.array(json.dumps(meta)),
+            )
+        return final
+
+    def load(self, key: str, latest_only: bool = False) -> list[Correction]:
+        """Saved corrections of one image, by plane and generation; unreadable files are skipped.
+
+        Parameters
+        ----------
+        key : str
+        latest_only : bool
+            Only each plane's newest generation (what the labels last looked like).
+
+        """
+        corrections = []
+        for path in (self.folder / key).glob("plane-*.npz"):
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    meta = json.loads(str(data["meta"]))
+                    corrections.append(
+                        Correction(
+                            key=key,
+                            plane=tuple(int(i) for i in meta.get("plane", ())),
+                            image=data["image"],
+                            labels=data["labels"].astype(np.int32),
+                            edited=data["edited"].astype(bool),
+                            fully_reviewed=bool(meta.get("fully_reviewed", False)),
+                            generation=int(meta.get("generation", 0)),
+                            meta=meta,
+                        )
+                    )
+            except (OSError, ValueError, KeyError, EOFError):
+                continue
+        corrections.sort(key=lambda c: (c.plane, c.generation))
+        if latest_only:
+            corrections = list({c.plane: c for c in corrections}.values())
+        return corrections
+
+    def keys(self) -> list[str]:
+        """Keys of the images that have saved corrections."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if p.is_dir() and any(p.glob("plane-*.npz")))
+
+    def find(self, fingerprint: str) -> list[str]:
+        """Keys of saved images with this content (whatever their name)."""
+        return [k for k in self.keys() if k.endswith(f"-{fingerprint}")]
+
+    def plane_count(self, key: str) -> int:
+        """Number of distinct planes of one image with a saved correction (from file names only)."""
+        return len({p.name.rsplit("-g", 1)[0] for p in (self.folder / key).glob("plane-*-g*.npz")})
+
+    def next_generation(self, key: str, plane: tuple[int, ...]) -> int:
+        """A generation number for a new correction of ``plane`` that overwrites no saved one."""
+        generations = [c.generation for c in self.load(key) if c.plane == plane]
+        return max(generations) + 1 if generations else 0
+
+
+class CorrectionSet:
+    """The corrections of a session: thread-safe, and saved to disk as they are updated.
+
+    The GUI thread adds corrections while a training thread takes snapshots;
+    :attr:`version` grows with every change so a trainer can tell that new
+    corrections have arrived.
+
+    Parameters
+    ----------
+    store : CorrectionStore
+
+    """
+
+    def __init__(self, store: CorrectionStore) -> None:
+        self._store = store
+        self._items: dict[tuple[str, tuple[int, ...], int], Correction] = {}
+        self._lock = threading.Lock()
+        self.version = 0
+
+    @property
+    def store(self) -> CorrectionStore:
+        """Where corrections are saved."""
+        return self._store
+
+    @store.setter
+    def store(self, store: CorrectionStore) -> None:
+        # everything of this session moves along, so one folder holds it all
+        for correction in self.snapshot():
+            store.save(correction)
+        self._store = store
+
+    def update(self, correction: Correction, save: bool = True) -> None:
+        """Save ``correction`` to disk (unless it was just read from there), then add it to the session."""
+        if save:
+            self._store.save(correction)
+        with self._lock:
+            self._items[(correction.key, correction.plane, correction.generation)] = correction
+            self.version += 1
+
+    def snapshot(self) -> list[Correction]:
+        """The current corrections (a copy of the list; the arrays are shared, do not modify)."""
+        with self._lock:
+            return list(self._items.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+__all__ = [
+    "CORRECTIONS_DIR_ENV",
+    "Correction",
+    "CorrectionSet",
+    "CorrectionStore",
+    "default_corrections_dir",
+    "image_fingerprint",
+    "image_key",
+    "reviewed_region",
+    "training_samples",
+]

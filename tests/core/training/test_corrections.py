@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.network import UNet
+from napari_unet.core.training.corrections import (
+    Correction,
+    CorrectionSet,
+    CorrectionStore,
+    default_corrections_dir,
+    image_fingerprint,
+    image_key,
+    reviewed_region,
+    training_samples,
+)
+
+
+@pytest.fixture
+def bundle() -> ModelBundle:
+    torch.manual_seed(0)
+    return ModelBundle(UNet(ModelConfig(base_width=4, depth=2)), PreprocessConfig(), PostprocessConfig())
+
+
+def disc_labels() -> np.ndarray:
+    yy, xx = np.mgrid[:64, :64]
+    labels = np.zeros((64, 64), np.int32)
+    labels[(yy - 16) ** 2 + (xx - 16) ** 2 < 64] = 1
+    labels[(yy - 44) ** 2 + (xx - 44) ** 2 < 64] = 2
+    return labels
+
+
+def test_reviewed_region_covers_edited_objects_only():
+    labels = disc_labels()
+    edited = np.zeros(labels.shape, bool)
+    edited[16, 16] = True  # one brush dab inside object 1
+    region = reviewed_region(labels, edited, margin=2)
+    assert region[labels == 1].all()
+    assert not region[labels == 2].any()
+    assert region[16, 25]  # just outside object 1 (its outline and background)
+    assert not region[0, 63]
+    assert not reviewed_region(labels, np.zeros_like(edited)).any()
+
+
+def test_reviewed_region_of_erased_pixels():
+    labels = disc_labels()
+    edited = np.zeros(labels.shape, bool)
+    edited[40:48, 40:48] = True
+    labels[edited] = 0  # the person erased part of object 2
+    region = reviewed_region(labels, edited, margin=0)
+    assert region[edited].all()
+    assert region.sum() == edited.sum()
+
+
+def test_reviewed_region_shape_mismatch():
+    with pytest.raises(ValueError, match="shape"):
+        reviewed_region(np.zeros((4, 4), int), np.zeros((4, 5), bool))
+
+
+def test_fingerprint_identifies_content():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    assert image_fingerprint(image) == image_fingerprint(image.copy())
+    changed = image.copy()
+    changed[0, 0, 0] ^= 1
+    assert image_fingerprint(changed) != image_fingerprint(image)
+    assert image_fingerprint(image.astype(np.uint16)) != image_fingerprint(image)
+    big = np.zeros((40, 512, 512), np.uint8)
+    assert len(image_fingerprint(big)) == 16
+    assert image_key("my image/1.tif", "abc") == "my_image_1.tif-abc"
+
+
+def test_store_round_trip(tmp_path):
+    store = CorrectionStore(tmp_path / "corrections")
+    labels = disc_labels()
+    edited = labels > 0
+    image = (labels * 50).astype(np.uint8)
+    path = store.save(Correction("img-1", (3,), image, labels, edited, meta={"name": "img"}))
+    assert path.is_file() and path.parent == tmp_path / "corrections" / "img-1"
+    store.save(Correction("img-1", (0,), image, labels, edited, fully_reviewed=True))
+    assert store.keys() == ["img-1"] and store.find("1") == ["img-1"] and store.find("2") == []
+    loaded = store.load("img-1")
+    assert [c.plane for c in loaded] == [(0,), (3,)]
+    assert loaded[0].fully_reviewed and loaded[0].mask.all()
+    np.testing.assert_array_equal(loaded[1].labels, labels)
+    np.testing.assert_array_equal(loaded[1].edited, edited)
+    np.testing.assert_array_equal(loaded[1].image, image)
+    assert loaded[1].meta["name"] == "img" and "saved" in loaded[1].meta
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_generations_keep_earlier_corrections(tmp_path):
+    store = CorrectionStore(tmp_path)
+    labels = disc_labels()
+    assert store.next_generation("k", (2,)) == 0
+    store.save(Correction("k", (2,), labels, labels, labels > 0))
+    generation = store.next_generation("k", (2,))
+    assert generation == 1
+    store.save(Correction("k", (2,), labels, labels * 0, labels > 0, generation=generation))
+    assert len(store.load("k")) == 2 and store.plane_count("k") == 1
+    latest = store.load("k", latest_only=True)
+    assert len(latest) == 1 and latest[0].generation == 1 and not latest[0].labels.any()
+
+
+def test_store_skips_unreadable_files(tmp_path):
+    store = CorrectionStore(tmp_path)
+    store.save(Correction("k", (), np.zeros((8, 8)), np.zeros((8, 8), np.int32), np.ones((8, 8), bool)))
+    (tmp_path / "k" / "plane-9-g0.npz").write_bytes(b"truncated")
+    assert len(store.load("k")) == 1
+    assert store.load("missing") == []
+
+
+def test_correction_set_saves_as_it_goes_and_follows_the_folder(tmp_path):
+    corrections = CorrectionSet(CorrectionStore(tmp_path / "a"))
+    labels = disc_labels()
+    corrections.update(Correction("k", (), labels, labels, labels > 0))
+    version = corrections.version
+    corrections.update(Correction("k", (), labels, labels, labels > 0))  # same plane: replaced
+    assert len(corrections) == 1 and corrections.version > version
+    assert (tmp_path / "a" / "k" / "plane-0-g0.npz").is_file()
+    corrections.store = CorrectionStore(tmp_path / "b")
+    assert (tmp_path / "b" / "k" / "plane-0-g0.npz").is_file()
+
+
+def test_default_folder_is_never_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("NAPARI_UNET_CORRECTIONS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert default_corrections_dir().is_absolute()
+    assert tmp_path not in default_corrections_dir().parents
+    monkeypatch.setenv("NAPARI_UNET_CORRECTIONS_DIR", str(tmp_path / "c"))
+    assert default_corrections_dir() == tmp_path / "c"
+
+
+def test_training_samples_carry_the_reviewed_mask(bundle):
+    labels = np.pad(disc_labels(), ((0, 96), (0, 96)))
+    edited = np.zeros(labels.shape, bool)
+    edited[44, 44] = True
+    image = (labels > 0).astype(np.float32) * 200 + 10
+    corrections = [
+        Correction("k", (), image, labels, edited),
+        Correction("k", (1,), image, labels, np.zeros_like(edited)),
+    ]
+    samples = training_samples(corrections, bundle)
+    assert len(samples) == 1
+    sample = samples[0]
+    assert sample.name == "k"
+    assert sample.targets.shape[0] == len(bundle.config.heads)
+    assert 0.05 < sample.mask.mean() < 0.5  # around object 2 only
+
+
+def test_default_review_margin_is_two_object_diameters():
+    labels = np.pad(disc_labels(), ((0, 96), (0, 96)))
+    edited = labels == 2
+    region = reviewed_region(labels, edited)
+    diameter = 2 * np.sqrt((labels == 2).sum() / np.pi)
+    assert region[44, int(44 + 7 + 1.9 * diameter)]
+    assert not region[44, int(44 + 8 + 2.2 * diameter)]
+    assert region[labels == 1].any(), "the neighbouring object counts as seen"
