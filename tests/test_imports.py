@@ -16,7 +16,7 @@ def loaded_after(imports: str, forbidden: tuple[str, ...]) -> list[str]:
 
 
 def test_importing_the_package_loads_no_torch_qt_or_napari() -> None:
-    assert loaded_after("import napari_unet", ("torch", "napari", "qtpy", "PyQt5", "magicgui")) == []
+    assert loaded_after("import napari_unet", ("torch", "napari", "qtpy", "PyQt5", "PyQt6", "magicgui")) == []
 
 
 def test_core_and_cli_never_import_the_gui_stack() -> None:
@@ -27,4 +27,4 @@ def test_core_and_cli_never_import_the_gui_stack() -> None:
             "import napari_unet.core.segmentation.segmenter, napari_unet.core.models.files, napari_unet.core.evaluation.metrics",
         ]
     )
-    assert loaded_after(imports, ("napari", "qtpy", "PyQt5", "magicgui")) == []
+    assert loaded_after(imports, ("napari", "qtpy", "PyQt5", "PyQt6", "magicgui")) == []
