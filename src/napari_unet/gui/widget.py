@@ -16,7 +16,6 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    Label,
     LineEdit,
     ProgressBar,
     PushButton,
@@ -44,6 +43,7 @@ from napari_unet.gui.layers import (
     layer_axes,
     widen_for,
 )
+from napari_unet.gui.layout import Section, TextLine, scrolling
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.postprocess_panel import PostprocessPanel
 from napari_unet.gui.progress_bar import JobProgress
@@ -92,7 +92,7 @@ class SegmentWidget(Container):
 
         self._image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
         self._axes = LineEdit(label="Axes", tooltip="e.g. YX, CYX, YXC (RGB), ZYX, TYX, TZYX")
-        self._axes_info = Label(value="")
+        self._axes_info = TextLine()
         self._scope = RadioButtons(
             label="Segment",
             choices=[CURRENT_PLANE, WHOLE_STACK],
@@ -109,7 +109,7 @@ class SegmentWidget(Container):
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = JobProgress(ProgressBar(value=0, min=0, max=1000, visible=False))
-        self._status = Label(value="")
+        self._status = TextLine()
         self.postprocess = PostprocessPanel(self._viewer, self._kept_planes, self._set_status)
         self.corrections = CorrectionsPanel(self._viewer, self.recorder, self._shown_plane, self._set_status)
         self.finetune = FineTunePanel(
@@ -135,21 +135,38 @@ class SegmentWidget(Container):
         image_panel.margins = (0, 0, 0, 0)
         run_buttons = Container(widgets=[self._segment, self._cancel], layout="horizontal", labels=False)
         run_buttons.margins = (0, 0, 0, 0)
-        self.extend(
-            [
+        # a first-time person needs image, model, Segment and the corrections; the rest unfolds
+        self.sections = {
+            "Post-processing": Section(
+                "Post-processing",
+                self.postprocess,
+                expanded=False,
+                tooltip="Thresholds and sizes that turn the network's output into objects (instant, no network)",
+            ),
+            "Corrections": Section(
+                "Corrections", self.corrections, expanded=True, tooltip="Where your edits are saved"
+            ),
+            "Fine-tune": Section(
+                "Fine-tune",
+                self.finetune,
+                expanded=False,
+                tooltip="Train the model on your corrections, in the background",
+            ),
+        }
+        body = Container(
+            widgets=[
                 image_panel,
                 self.model,
                 run_buttons,
                 self._progress.bar,
                 self._status,
-                Label(value="<b>Post-processing</b>"),
-                self.postprocess,
-                Label(value="<b>Corrections</b>"),
-                self.corrections,
-                Label(value="<b>Fine-tune</b>"),
-                self.finetune,
-            ]
+                *self.sections.values(),
+            ],
+            labels=False,
         )
+        body.margins = (6, 6, 6, 6)
+        self.margins = (0, 0, 0, 0)
+        self.native.layout().addWidget(scrolling(body))
         self._image.changed.connect(self._on_image_changed)
         self._axes.changed.connect(self._on_axes_changed)
         self.model.model.changed.connect(self._on_model_changed)
@@ -161,6 +178,10 @@ class SegmentWidget(Container):
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.layers.events.reordered.connect(self._on_layers_changed)
 
+        # an image opened before the widget: napari fills the choices only on later layer events
+        with self._image.changed.blocked():
+            self._image.reset_choices()
+            self._image.value = self._first_image()
         self._on_image_changed(self._image.value)
 
     # -- choices ----------------------------------------------------------------------------
@@ -168,6 +189,14 @@ class SegmentWidget(Container):
         return [
             (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
         ]
+
+    def _first_image(self) -> napari.layers.Image | None:
+        """The image to start with: the selected layer if it is an image, else the top image."""
+        active = self._viewer.layers.selection.active
+        if isinstance(active, napari.layers.Image):
+            return active
+        images = [layer for _, layer in self._image_choices()]
+        return images[-1] if images else None
 
     def select_model(self, path: str | Path) -> None:
         """Select a model file (added to the choices if it is not listed)."""
@@ -180,6 +209,8 @@ class SegmentWidget(Container):
 
     def _on_layers_changed(self, _: Any = None) -> None:
         self._image.reset_choices()
+        if self._image.value is None:  # the chosen image was closed: follow another one
+            self._image.value = self._first_image()
         if self.segment_worker is not None and self._segmenting not in self._viewer.layers:
             self._stop_reason = "the image layer was removed"
             self.segment_worker.quit()
