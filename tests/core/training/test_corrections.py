@@ -11,9 +11,11 @@ from napari_unet.core.training.corrections import (
     Correction,
     CorrectionSet,
     CorrectionStore,
+    corrected_region,
     default_corrections_dir,
     image_fingerprint,
     image_key,
+    keep_corrections,
     reviewed_region,
     training_samples,
 )
@@ -159,3 +161,47 @@ def test_default_review_margin_is_two_object_diameters():
     assert region[44, int(44 + 7 + 1.9 * diameter)]
     assert not region[44, int(44 + 8 + 2.2 * diameter)]
     assert region[labels == 1].any(), "the neighbouring object counts as seen"
+
+
+def test_corrected_region_is_the_edits_and_the_objects_they_touch():
+    labels = disc_labels()
+    edited = np.zeros(labels.shape, bool)
+    edited[16, 16] = True  # one dab inside object 1
+    edited[60, 2] = True  # one erased background pixel
+    region = corrected_region(labels, edited)
+    np.testing.assert_array_equal(region, (labels == 1) | edited)  # no margin, object 2 untouched
+    assert corrected_region(labels, np.zeros_like(edited), fully_reviewed=True).all()
+
+
+def test_keep_corrections_shows_what_was_drawn_and_the_prediction_elsewhere():
+    yy, xx = np.mgrid[:64, :64]
+    prediction = np.zeros((64, 64), np.int32)
+    prediction[(yy - 16) ** 2 + (xx - 16) ** 2 < 81] = 1  # the model brings back an erased object, larger
+    prediction[(yy - 44) ** 2 + (xx - 44) ** 2 < 64] = 2  # an object the person did not touch
+    prediction[(yy - 10) ** 2 + (xx - 50) ** 2 < 36] = 3  # uses the id the person painted with
+    prediction[30:34, 0:10] = 4  # reaches 2 pixels into the painted object
+    drawn = np.zeros((64, 64), np.int32)
+    erased = (yy - 16) ** 2 + (xx - 16) ** 2 < 64
+    painted = (yy - 32) ** 2 + (xx - 12) ** 2 < 16
+    drawn[painted] = 3
+    drawn[(yy - 44) ** 2 + (xx - 44) ** 2 < 64] = 2  # the old prediction of object 2, not edited
+    region = corrected_region(drawn, erased | painted)
+
+    merged = keep_corrections(prediction, drawn, region)
+
+    np.testing.assert_array_equal(merged[region], drawn[region])  # 100 % of what was drawn
+    assert not merged[erased].any()
+    assert not (merged == 1).any(), "the rim of the erased object does not come back"
+    np.testing.assert_array_equal(merged == 3, painted)  # id 3 is the painted object only
+    np.testing.assert_array_equal(merged == 2, prediction == 2)
+    new_id = int(merged[10, 50])
+    assert new_id > 4 and (merged == new_id).sum() == (prediction == 3).sum()
+    np.testing.assert_array_equal(merged == 4, (prediction == 4) & ~region)
+
+
+def test_keep_corrections_without_corrections_is_the_prediction():
+    prediction = disc_labels()
+    merged = keep_corrections(prediction, np.zeros_like(prediction), np.zeros(prediction.shape, bool))
+    np.testing.assert_array_equal(merged, prediction)
+    with pytest.raises(ValueError, match="differ in shape"):
+        keep_corrections(prediction, prediction[:10], np.zeros(prediction.shape, bool))

@@ -127,6 +127,97 @@ def reviewed_region(
     return region
 
 
+def corrected_region(
+    labels: NDArray[np.integer], edited: NDArray[np.bool_], fully_reviewed: bool = False
+) -> NDArray[np.bool_]:
+    """Pixels whose labels a person set: what a re-segmentation must leave as they are.
+
+    The edited pixels and every whole object they now belong to (a person who
+    extends a nucleus drew all of it); a fully reviewed plane is corrected
+    everywhere.  Unlike :func:`reviewed_region` there is no margin: the
+    neighbouring objects were only looked at, and a better model may
+    redraw them.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+        The labels as the person left them.
+    edited : ndarray of bool, shape (Y, X)
+        Pixels the person painted, erased or filled.
+    fully_reviewed : bool
+        The person marked the whole plane as right.
+
+    Returns
+    -------
+    ndarray of bool, shape (Y, X)
+
+    """
+    if fully_reviewed:
+        return np.ones(np.shape(labels), bool)
+    return reviewed_region(labels, edited, margin=0)
+
+
+def keep_corrections(
+    prediction: NDArray[np.integer], drawn: NDArray[np.integer], region: NDArray[np.bool_]
+) -> NDArray[np.int64]:
+    """A new prediction with the person's corrections kept: ``drawn`` inside ``region``.
+
+    Inside ``region`` every pixel is what the person drew (erased pixels stay
+    background, painted ones keep their id).  Outside it the prediction
+    stands, except that
+
+    - a predicted object with more than half of its pixels inside ``region``
+      is dropped: it is the model's version of what the person corrected,
+      and its remainder outside would be a sliver around the drawn object
+      (or bring back an erased one at its rim);
+    - a predicted object whose id the person used is given a new id above
+      every id in use, so no object id means two objects.
+
+    Parameters
+    ----------
+    prediction : ndarray of int, any shape
+        New instance labels, 0 = background.
+    drawn : ndarray of int, same shape
+        The labels as the person corrected them.
+    region : ndarray of bool, same shape
+        The corrected pixels (see :func:`corrected_region`, one plane at a time).
+
+    Returns
+    -------
+    ndarray of int64, same shape
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+
+    """
+    prediction = np.asarray(prediction)
+    drawn = np.asarray(drawn)
+    region = np.asarray(region, bool)
+    if not prediction.shape == drawn.shape == region.shape:
+        raise ValueError(
+            f"prediction {prediction.shape}, corrected labels {drawn.shape} and corrected region "
+            f"{region.shape} differ in shape"
+        )
+    result = prediction.astype(np.int64)
+    if not region.any():
+        return result
+    ids, sizes = np.unique(result[result > 0], return_counts=True)
+    inside_ids, inside = np.unique(result[region & (result > 0)], return_counts=True)
+    mostly_inside = inside_ids[inside * 2 > sizes[np.searchsorted(ids, inside_ids)]]
+    result[np.isin(result, mostly_inside)] = 0
+    result[region] = drawn[region]
+    kept = np.unique(drawn[region])
+    kept = kept[kept > 0]
+    clashing = np.unique(result[~region & np.isin(result, kept)])
+    if clashing.size:
+        first_free = max(int(prediction.max()), int(kept.max())) + 1
+        renumbered = ~region & np.isin(result, clashing)
+        result[renumbered] = first_free + np.searchsorted(clashing, result[renumbered])
+    return result
+
+
 @dataclass
 class Correction:
     """One corrected 2-D plane.
@@ -332,9 +423,11 @@ __all__ = [
     "Correction",
     "CorrectionSet",
     "CorrectionStore",
+    "corrected_region",
     "default_corrections_dir",
     "image_fingerprint",
     "image_key",
+    "keep_corrections",
     "reviewed_region",
     "training_samples",
 ]
