@@ -39,7 +39,8 @@ from _common import machine, matmul_throughput, median, network_flops, nuclei_mo
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
-from napari_unet.core.segmentation.segmenter import Segmenter, _run, inference_network, tile_layout
+from napari_unet.core.segmentation.segmenter import Segmenter, _run, inference_network
+from napari_unet.core.segmentation.tiling import tile_layout
 
 
 def forward_seconds(network: nn.Module, batch: int, edge: int, amp: bool, channels_last: bool) -> float:

@@ -64,6 +64,7 @@ from napari_unet.core.io.stacks import LabelStackWriter
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
 from napari_unet.core.segmentation import segmenter as inference_module
+from napari_unet.core.segmentation import tiling as tiling_module
 from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter
 
 MONAI_FEATURES = (16, 32, 64, 128, 256, 12)  # equal FLOPs to our width-16 model (see the FLOP table)
@@ -173,7 +174,7 @@ def timed_phases(stopwatch: Stopwatch, segmenter: Segmenter) -> ExitStack:
     for owner, attribute, name in (
         (segmenter, "_forward", "network"),
         (segmenter, "normalise", "normalise"),
-        (inference_module, "labels_from_outputs", "post-process"),
+        (inference_module, "plane_labels", "post-process"),
         (inference_module, "rescale", "resample"),
         (inference_module, "resize_to", "resample"),
         (inference_module, "read_plane", "read"),
@@ -201,7 +202,7 @@ def ours(
                 torch.set_num_threads(threads)
                 stack.callback(torch.set_num_threads, before)
             if tile_layout is not None:
-                stack.enter_context(patched(inference_module, "tile_layout", tile_layout))
+                stack.enter_context(patched(tiling_module, "tile_layout", tile_layout))
             segmenter = segmenter_class(bundle, InferenceConfig(device="cpu", **inference))
             stack.enter_context(timed_phases(stopwatch, segmenter))
             started = time.perf_counter()

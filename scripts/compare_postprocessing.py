@@ -38,7 +38,7 @@ def main() -> None:
         normalised = segmenter.normalise(plane)
         diameter = segmenter.estimate_diameter(normalised)
         outputs = None
-        job = segmenter.predict_plane(plane, diameter)
+        job = segmenter.predict_plane(plane, segmenter.scale_for(diameter))
         while True:
             try:
                 next(job)

@@ -69,7 +69,7 @@ def main() -> None:
         diameter = (
             segmenter.estimate_diameter(segmenter.normalise(plane)) if bundle.preprocess.rescale else None
         )
-        outputs.append(_run(segmenter.predict_plane(plane, diameter)))
+        outputs.append(_run(segmenter.predict_plane(plane, segmenter.scale_for(diameter))))
     truth = [labels for _, _, labels in pairs]
     fill = bundle.postprocess.fill_background
     results = []

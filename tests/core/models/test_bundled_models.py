@@ -13,9 +13,9 @@ from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.registry import load_model, resolve_model
 from napari_unet.core.segmentation.preprocess import rescale
 from napari_unet.core.segmentation.segmenter import Segmenter
+from napari_unet.core.segmentation.sizing import median_diameter
 from napari_unet.core.training.loop import train
 from napari_unet.core.training.samples import prepare_sample
-from napari_unet.core.training.targets import median_diameter
 
 
 def test_object_size_is_estimated_from_the_image(nuclei_val: Path) -> None:

@@ -13,7 +13,8 @@ from napari_unet.core.segmentation.postprocess import (
     stitch_planes,
     without_doubtful_objects,
 )
-from napari_unet.core.training.targets import head_targets, median_diameter
+from napari_unet.core.segmentation.sizing import median_diameter
+from napari_unet.core.training.targets import head_targets
 
 
 def touching_discs() -> np.ndarray:

@@ -23,8 +23,8 @@ from napari_unet.core.segmentation.segmenter import (
     _run,
     inference_network,
     segment_array,
-    tile_layout,
 )
+from napari_unet.core.segmentation.tiling import tile_layout
 from napari_unet.core.training.targets import head_targets
 
 

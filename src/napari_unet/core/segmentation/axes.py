@@ -1,4 +1,4 @@
-"""Axis strings: guessing them from a shape, checking them, and walking planes.
+"""Axis strings: guessing them from a shape, checking them, and walking and reading planes.
 
 Axes are written as in tifffile and OME: ``Y`` and ``X`` are the plane, ``C``
 is channels (colour samples included), ``Z`` and ``T`` (and any other letter)
@@ -8,8 +8,10 @@ are stack axes segmented plane by plane.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 SPATIAL = "YX"
 CHANNEL = "C"
@@ -106,3 +108,23 @@ def plane_order(axes: str) -> tuple[int, ...]:
     kept = [a for a in axes if a in SPATIAL + CHANNEL]
     order = [a for a in "CYX" if a in kept]
     return tuple(kept.index(a) for a in order)
+
+
+def read_plane(image: Any, axes: str, index: tuple[int, ...]) -> NDArray[Any]:
+    """The plane at stack position ``index`` of ``image``, read into memory.
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, dask, zarr, memmap or a lazy TIFF; only the plane is read.
+    axes : str
+        Normalised axes of ``image``.
+    index : tuple of int
+        Position along the stack axes (see :func:`plane_indices`).
+
+    Returns
+    -------
+    ndarray, shape (C, Y, X), or (Y, X) when ``axes`` has no ``C``
+
+    """
+    return np.asarray(image[plane_selector(axes, index)]).transpose(plane_order(axes))

@@ -15,6 +15,9 @@ of one large, textured nucleus are joined, two touching nuclei are not
 (``join_over_saddles``).  Objects the network is unsure of as a whole (mean
 foreground probability under ``object_probability``) are dropped last.
 
+Network outputs are kept per plane (:class:`PlaneOutputs`); planes of a
+stack are numbered apart or stitched by :class:`PlaneNumbering`.
+
 Within the foreground mask each connected region floods on its own, so only
 regions holding two or more seeds need a watershed, each on its own bounding
 box; a region with one seed is that seed's object.  On a 4096 x 4096 mosaic of
@@ -23,6 +26,8 @@ faster (``benchmarks/segment_speed.py``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +39,32 @@ from skimage.segmentation import watershed
 from napari_unet.core.config import PostprocessConfig
 
 _FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
+
+
+@dataclass
+class PlaneOutputs:
+    """Network outputs for one plane, at the plane's own resolution.
+
+    Attributes
+    ----------
+    probabilities : ndarray of float32, shape (H, Y, X)
+        Sigmoid outputs per head.
+    scale : float
+        Factor the plane was resized by before the network.
+
+    """
+
+    probabilities: NDArray[np.float32]
+    scale: float
+
+
+def plane_labels(
+    outputs: PlaneOutputs, heads: tuple[str, ...], config: PostprocessConfig
+) -> NDArray[np.int32]:
+    """Instance labels (1..N) of one plane's outputs; ``config.min_size`` counts at the model's scale."""
+    return labels_from_outputs(
+        outputs.probabilities, heads, config, min_size=config.min_size / outputs.scale**2
+    )
 
 
 def labels_from_outputs(

@@ -31,8 +31,8 @@ from scipy import ndimage as ndi
 
 from napari_unet.core.io.atomic import atomic_path
 from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.segmentation.sizing import median_diameter
 from napari_unet.core.training.samples import TrainingSample, prepare_sample
-from napari_unet.core.training.targets import median_diameter
 
 CORRECTIONS_DIR_ENV = "NAPARI_UNET_CORRECTIONS_DIR"
 REVIEW_DIAMETERS = 2.0

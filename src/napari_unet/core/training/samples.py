@@ -18,7 +18,8 @@ from numpy.typing import NDArray
 
 from napari_unet.core.config import ModelConfig, PreprocessConfig
 from napari_unet.core.segmentation.preprocess import match_channels, percentile_normalise, rescale
-from napari_unet.core.training.targets import head_targets, median_diameter
+from napari_unet.core.segmentation.sizing import median_diameter
+from napari_unet.core.training.targets import head_targets
 
 
 @dataclass(frozen=True)

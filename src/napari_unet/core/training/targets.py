@@ -1,4 +1,4 @@
-"""Instance labels -> per-head training targets, and object-size statistics."""
+"""Instance labels -> per-head training targets."""
 
 from __future__ import annotations
 
@@ -8,28 +8,6 @@ from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from napari_unet.core.config import HEAD_NAMES
-
-
-def median_diameter(labels: NDArray[np.integer]) -> float | None:
-    """Median equivalent-circle diameter of the objects in ``labels``.
-
-    Parameters
-    ----------
-    labels : ndarray of int, shape (Y, X)
-        Instance labels, 0 = background.
-
-    Returns
-    -------
-    float or None
-        ``sqrt(4 * area / pi)`` at the median object area, or ``None`` when
-        there are no objects.
-
-    """
-    areas = np.bincount(labels.ravel())[1:]
-    areas = areas[areas > 0]
-    if areas.size == 0:
-        return None
-    return float(np.sqrt(4.0 * np.median(areas) / np.pi))
 
 
 def normalised_distance(labels: NDArray[np.integer]) -> NDArray[np.float32]:
