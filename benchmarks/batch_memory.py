@@ -67,7 +67,7 @@ def child(mode: str, path: Path, outdir: Path, args: argparse.Namespace) -> None
     from napari_unet.core.config import InferenceConfig
     from napari_unet.core.io.files import read_image_with_axes, write_labels
     from napari_unet.core.models.registry import load_model, resolve_model
-    from napari_unet.core.progress import final_result
+    from napari_unet.core.progress import run
     from napari_unet.core.segmentation.segmenter import Segmenter
 
     torch.set_num_threads(args.threads)
@@ -77,12 +77,11 @@ def child(mode: str, path: Path, outdir: Path, args: argparse.Namespace) -> None
     ready = rss_mb()
     started = time.perf_counter()
     if mode == "streaming":
-        records = segment_files([path], outdir, segmenter, BatchSettings(stitch=True, overwrite=True))
-        (result,) = [r.result for r in records if r.result is not None]
+        (result,) = run(segment_files([path], outdir, segmenter, BatchSettings(stitch=True, overwrite=True)))
         assert result.status == "done", result.error
     else:
         image, axes = read_image_with_axes(path)
-        segmentation = final_result(segmenter.segment(image, axes=axes, stitch=True))
+        segmentation = run(segmenter.segment(image, axes=axes, stitch=True))
         write_labels(outdir / path.name, segmentation.labels)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

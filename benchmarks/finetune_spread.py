@@ -42,6 +42,7 @@ from napari_unet.core.config import InferenceConfig, TrainingConfig
 from napari_unet.core.evaluation.metrics import summarise
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.progress import run
 from napari_unet.core.segmentation.segmenter import segment_array
 from napari_unet.core.training.corrections import Correction, training_samples
 from napari_unet.core.training.loop import train
@@ -64,11 +65,7 @@ def corrected(
 def fine_tune(parent: ModelBundle, correction: Correction, options: dict[str, Any], seed: int) -> ModelBundle:
     """A fine-tune with ``options`` (TrainingConfig fields) on one correction."""
     config = TrainingConfig(seed=seed, amp=True, **options)
-    result = None
-    for record in train(parent, training_samples([correction], parent), config, device="cpu"):
-        result = record.result
-    assert result is not None
-    return result
+    return run(train(parent, training_samples([correction], parent), config, device="cpu"))
 
 
 def perturbed(parent: ModelBundle, relative: float, seed: int) -> ModelBundle:

@@ -36,10 +36,11 @@ import torch
 from torch import nn
 
 from _common import machine, matmul_throughput, median, network_flops, nuclei_mosaic, table, torch_threads
+from napari_unet.core import progress
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
-from napari_unet.core.segmentation.segmenter import Segmenter, _run, inference_network
+from napari_unet.core.segmentation.segmenter import Segmenter, inference_network
 from napari_unet.core.segmentation.tiling import tile_layout
 
 
@@ -156,7 +157,7 @@ def tiles_and_batches(
 
             def run(s: Segmenter = segmenter) -> float:
                 started = time.perf_counter()
-                _run(s.predict_normalised(normalised))
+                progress.run(s.predict_normalised(normalised))
                 return time.perf_counter() - started
 
             runs[(edge, batch)] = run

@@ -56,6 +56,7 @@ from _common import (
     table,
     torch_threads,
 )
+from napari_unet.core import progress
 from napari_unet.core.batch import local as batch_module
 from napari_unet.core.batch.local import BatchSettings, segment_files
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
@@ -206,11 +207,11 @@ def ours(
             segmenter = segmenter_class(bundle, InferenceConfig(device="cpu", **inference))
             stack.enter_context(timed_phases(stopwatch, segmenter))
             started = time.perf_counter()
-            outcome = None
-            for record in segment_files([path], Path(outdir), segmenter, BatchSettings(overwrite=True)):
-                outcome = record.result or outcome
+            (outcome,) = progress.run(
+                segment_files([path], Path(outdir), segmenter, BatchSettings(overwrite=True))
+            )
             elapsed = time.perf_counter() - started
-            if outcome is None or outcome.status != "done":
+            if outcome.status != "done":
                 raise RuntimeError(f"segment failed: {outcome}")
             labels = tifffile.imread(outcome.output)
         return {"seconds": elapsed, "labels": labels, "amp": segmenter.amp, "batch": segmenter.batch_size}
@@ -336,9 +337,9 @@ def gpu_section(bundle: ModelBundle, image: np.ndarray, repeats: int) -> None:
         for name, run in (
             (
                 "ours (network + blend, amp)",
-                lambda: inference_module._run(segmenter.predict_normalised(normalised)),
+                lambda: progress.run(segmenter.predict_normalised(normalised)),
             ),
-            ("ours fp32", lambda: inference_module._run(fp32.predict_normalised(normalised))),
+            ("ours fp32", lambda: progress.run(fp32.predict_normalised(normalised))),
             ("MONAI fp32", lambda: monai_cuda(sliding_window_inference, peer, tensor, False)),
             ("MONAI fp16 autocast", lambda: monai_cuda(sliding_window_inference, peer, tensor, True)),
         ):

@@ -21,7 +21,8 @@ from napari_unet.core.evaluation.metrics import summarise
 from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.files import save_model
 from napari_unet.core.models.registry import load_model
-from napari_unet.core.segmentation.segmenter import Segmenter, _run
+from napari_unet.core.progress import run
+from napari_unet.core.segmentation.segmenter import Segmenter
 
 SEEDS = (0.2, 0.3, 0.4, 0.5, 0.6)
 FOREGROUNDS = (0.4, 0.5, 0.6)
@@ -69,7 +70,7 @@ def main() -> None:
         diameter = (
             segmenter.estimate_diameter(segmenter.normalise(plane)) if bundle.preprocess.rescale else None
         )
-        outputs.append(_run(segmenter.predict_plane(plane, segmenter.scale_for(diameter))))
+        outputs.append(run(segmenter.predict_plane(plane, segmenter.scale_for(diameter))))
     truth = [labels for _, _, labels in pairs]
     fill = bundle.postprocess.fill_background
     results = []

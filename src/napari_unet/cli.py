@@ -41,6 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from napari_unet.core.models.lineage import image_record
     from napari_unet.core.models.network import UNet
     from napari_unet.core.models.registry import load_model, resolve_model
+    from napari_unet.core.progress import Progress, run
     from napari_unet.core.training.loop import train
     from napari_unet.core.training.samples import prepare_sample
 
@@ -93,10 +94,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "images": [image_record(name, image) for name, image, _ in pairs],
         "command": "napari-unet " + " ".join(sys.argv[1:]),
     }
-    result = None
-    for record in train(
-        bundle, samples, config, device=args.device, validate=validate, provenance=provenance
-    ):
+
+    def show(record: Progress) -> None:
         _progress_bar(record.fraction, f"{record.message} loss {record.metrics.get('loss_smoothed', 0):.4f}")
         extra = {k: v for k, v in record.metrics.items() if k not in ("loss", "loss_smoothed", "lr")}
         if record.step % args.log_every == 0 or extra:
@@ -106,9 +105,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        result = record.result or result
+
+    result = run(
+        train(bundle, samples, config, device=args.device, validate=validate, provenance=provenance), show
+    )
     _end_progress()
-    assert result is not None
     save_model(result, args.output)
     print(f"saved {args.output}")
     return 0
@@ -225,7 +226,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             _progress_bar(
                 (record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message
             )
-            outcome = record.result
+            outcome = record.finished
             if outcome is None:
                 continue
             _end_progress()

@@ -67,7 +67,7 @@ def test_batch_folder_end_to_end_with_a_bad_file_cancel_and_resume(
     # Cancel once the first file is done: it stays, the rest waits
     worker = widget.run()
     assert worker is not None
-    worker.yielded.connect(lambda record: record.result is not None and widget.cancel())
+    worker.yielded.connect(lambda record: record.finished is not None and widget.cancel())
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget._status.value.startswith("Cancelled after 1 file(s)")
     first = sorted(folder.glob("*.tif"))[0].name  # the broken file sorts first and fails quickly

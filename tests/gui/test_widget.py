@@ -79,7 +79,7 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     tuned = load_model(versions[0].path)
     assert tuned.provenance["parent_source"] == parent_path
     assert tuned.weights_hash() != parent.weights_hash()
-    assert len(widget.finetune.loss_plot.values) == 2  # one per step; the last step carries the model
+    assert len(widget.finetune.loss_plot.values) == 3  # one per step
     # re-segmented with the new version: the painted object is gone, the corrections are kept on disk
     assert widget.postprocess._cache.model_path == str(versions[0].path)
     assert not (labels_layer.data == 999).any()

@@ -27,11 +27,11 @@ from magicgui.widgets import (
     SpinBox,
     Table,
 )
-from napari.qt.threading import GeneratorWorker, create_worker
+from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QAbstractItemView
 
-from napari_unet.core.batch.local import BatchSettings, FileResult, segment_files
+from napari_unet.core.batch.local import BatchProgress, BatchSettings, FileResult, segment_files
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.io.files import InputError, find_inputs
 from napari_unet.core.io.stacks import TiffImage
@@ -40,7 +40,7 @@ from napari_unet.core.segmentation.segmenter import Segmenter
 from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.progress_bar import JobProgress
-from napari_unet.gui.workers import ModelCache, limit_torch_threads
+from napari_unet.gui.workers import ModelCache, job_worker, limit_torch_threads
 
 COLUMNS = ("file", "objects", "seconds", "status", "message")
 
@@ -78,31 +78,30 @@ class BatchRequest:
     augment: bool = False
 
 
-def batch_job(request: BatchRequest, models: ModelCache) -> Generator[Progress, None, None]:
+def batch_job(request: BatchRequest, models: ModelCache) -> Generator[BatchProgress, None, list[FileResult]]:
     """Segment the request's files here or on its Dask cluster; records as :func:`segment_files`."""
-    yield Progress(0, len(request.inputs), "loading the model", {"file": 0.0})
+    yield BatchProgress(0, len(request.inputs), "loading the model", {"file": 0.0})
     bundle = models.get(request.model_path)
     inference = InferenceConfig(device=request.device, diameter=request.diameter, augment=request.augment)
     if not request.scheduler:
-        yield from segment_files(
-            request.inputs, request.outdir, Segmenter(bundle, inference), request.settings
+        return (
+            yield from segment_files(
+                request.inputs, request.outdir, Segmenter(bundle, inference), request.settings
+            )
         )
-        return
     from napari_unet.core.batch.cluster import ModelSpec, connect, segment_files_on_cluster
 
-    yield Progress(0, len(request.inputs), f"connecting to {request.scheduler}", {"file": 0.0})
+    yield BatchProgress(0, len(request.inputs), f"connecting to {request.scheduler}", {"file": 0.0})
     client = connect(request.scheduler)
     try:
         spec = ModelSpec.of(bundle, request.model_path, inference)
-        yield from segment_files_on_cluster(
-            request.inputs, request.outdir, spec, client, request.settings, request.planes_per_task
+        return (
+            yield from segment_files_on_cluster(
+                request.inputs, request.outdir, spec, client, request.settings, request.planes_per_task
+            )
         )
     finally:
         client.close()
-
-
-def _drive(job: Generator[Progress, None, None]) -> Generator[Progress, None, None]:
-    yield from job
 
 
 class BatchWidget(Container):
@@ -128,7 +127,6 @@ class BatchWidget(Container):
         self.worker: GeneratorWorker | None = None
         self.results: dict[Path, FileResult] = {}
         self._rows: dict[Path, int] = {}
-        self._job: Generator[Progress, None, None] = iter(())  # type: ignore[assignment]
         self._stopped = ""
 
         self._files = FileEdit(label="Files", mode="rm", nullable=True, filter="*.tif *.tiff")
@@ -264,13 +262,9 @@ class BatchWidget(Container):
         self._rows = {path.resolve(): row for row, path in enumerate(request.inputs)}
         self.table.value = ([[path.name, "", "", "queued", ""] for path in request.inputs], [], list(COLUMNS))
         limit_torch_threads()
-        # the widget keeps the job itself to close it when the worker ends: a cancelled job
-        # then removes its temporary file at once, not whenever the generator is collected
-        self._job = batch_job(request, self._models)
         self._stopped = ""
-        # failures are reported in the widget (one line); napari's default would also re-raise
-        # them in the GUI thread as an exception dialog with a traceback
-        worker = create_worker(_drive, self._job, _ignore_errors=True)
+        # failures are reported in the widget (one line): job_worker does not re-raise them
+        worker = job_worker(batch_job(request, self._models))
         worker.yielded.connect(self._on_progress)
         worker.errored.connect(self._on_error)
         worker.aborted.connect(self._on_aborted)
@@ -289,13 +283,13 @@ class BatchWidget(Container):
         if self.worker is not None:
             self.worker.quit()
 
-    def _on_progress(self, record: Progress) -> None:
-        if isinstance(record.result, FileResult):
-            self._show_result(record.result)
+    def _on_progress(self, record: BatchProgress) -> None:
+        if record.finished is not None:
+            self._show_result(record.finished)
         if self.worker is None or self.worker.abort_requested:
             return  # records the job yielded before it saw the Cancel
         share = record.metrics.get("file", 0.0)
-        self._file_bar.value = round(share * 100) if record.result is None else 100
+        self._file_bar.value = round(share * 100) if record.finished is None else 100
         self._status.value = record.message
         # last: napari's activity bar processes events, so the job's end may be handled inside
         self._overall.update(Progress(round((record.step + share) * 1000), record.total * 1000))
@@ -322,7 +316,6 @@ class BatchWidget(Container):
         self._stopped = "Cancelled"
 
     def _on_finished(self) -> None:
-        self._job.close()
         self.worker = None
         self._overall.close()
         self._file_bar.visible = False

@@ -28,7 +28,7 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.lineage import ancestry, image_record
 from napari_unet.core.models.registry import load_model
 from napari_unet.core.models.store import ModelVersion, save_version
-from napari_unet.core.progress import Progress
+from napari_unet.core.progress import Progress, relay
 from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
 from napari_unet.core.training.corrections import Correction, CorrectionSet, training_samples
 from napari_unet.core.training.loop import train
@@ -116,13 +116,10 @@ def segment_job(
     bundle = models.get(request.model_path)
     inference = InferenceConfig(device=request.device, diameter=request.diameter, augment=request.augment)
     segmenter = Segmenter(bundle, inference, request.postprocess)
-    for record in segmenter.segment(
+    segmentation = yield from segmenter.segment(
         request.image, axes=request.axes, stitch=request.stitch, keep_outputs=True, planes=request.planes
-    ):
-        if isinstance(record.result, Segmentation):
-            return segmenter, record.result
-        yield record
-    raise RuntimeError("segmentation ended without a result")
+    )
+    return segmenter, segmentation
 
 
 def segment_worker(request: SegmentRequest, models: ModelCache) -> GeneratorWorker:
@@ -221,8 +218,13 @@ class FineTuneJob:
                 image_record(c.name, c.image) for c in corrections if c.fully_reviewed or c.edited.any()
             ]
             config = replace(self.config, seed=self.config.seed + round_number)
-            result: ModelBundle | None = None
-            for record in train(
+            done_before = self.steps_done
+
+            def count(record: Progress, done_before: int = done_before) -> Progress:
+                self.steps_done = done_before + record.step
+                return record
+
+            training = train(
                 bundle,
                 samples,
                 config,
@@ -233,13 +235,8 @@ class FineTuneJob:
                     "rounds": round_number + 1,
                     "images": self._images,
                 },
-            ):
-                self.steps_done += 1
-                if record.result is not None:
-                    result = record.result
-                else:
-                    yield record
-            assert result is not None
+            )
+            result = yield from relay(training, count)
             # every round continues the same lineage: the saved version's parent is the starting model
             result.provenance["parent"] = self.parent.name
             result.provenance["parent_hash"] = self.parent.weights_hash()
@@ -249,6 +246,22 @@ class FineTuneJob:
             round_number += 1
             if not self.continuous:
                 return result
+
+
+def job_worker(job: Generator[Progress, None, Any]) -> GeneratorWorker:
+    """An unstarted worker running ``job``, which is closed as soon as the worker ends.
+
+    Quitting a worker leaves its generator suspended; closing it at once makes
+    a cancelled job clean up (a temporary output file, tasks on a cluster)
+    now, not whenever the generator is collected.
+    """
+
+    def work() -> Generator[Progress, None, Any]:
+        return (yield from job)
+
+    worker = create_worker(work, _ignore_errors=True)  # see segment_worker
+    worker.finished.connect(job.close)
+    return worker
 
 
 def fine_tune_and_save(job: FineTuneJob) -> Generator[Progress, None, tuple[ModelBundle, ModelVersion]]:
@@ -280,6 +293,7 @@ __all__ = [
     "SegmentRequest",
     "fine_tune_and_save",
     "fine_tune_worker",
+    "job_worker",
     "limit_torch_threads",
     "save_worker",
     "segment_job",

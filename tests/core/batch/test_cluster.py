@@ -91,7 +91,9 @@ def test_local_cluster_gives_the_local_result(
                 inputs, tmp_path, spec_of(local_outputs), client, SETTINGS, planes_per_task=2
             )
         )
-    done: dict[str, FileResult] = {r.result.input.name: r.result for r in records if r.result is not None}
+    done: dict[str, FileResult] = {
+        r.finished.input.name: r.finished for r in records if r.finished is not None
+    }
     assert {name: r.status for name, r in done.items()} == {
         "broken.tif": "failed",
         "plane.tif": "done",
@@ -100,7 +102,7 @@ def test_local_cluster_gives_the_local_result(
     }
     assert "broken.tif" in done["broken.tif"].error
     assert any("4 chunks" in r.message for r in records)  # 7 planes in tasks of 2
-    assert [r.step for r in records if r.result is not None] == [1, 2, 3, 4]
+    assert [r.step for r in records if r.finished is not None] == [1, 2, 3, 4]
     assert_same_outputs(tmp_path, local_outputs)  # no chunk folders or temporary files left
 
 
@@ -113,7 +115,7 @@ def test_workers_refuse_a_model_that_differs_from_the_clients(inputs: list[Path]
         distributed.Client(cluster) as client,
     ):
         records = list(segment_files_on_cluster(inputs[1:2], tmp_path, wrong, client))
-    (result,) = [r.result for r in records if r.result is not None]
+    (result,) = [r.finished for r in records if r.finished is not None]
     assert result.status == "failed" and "differs from the client's" in result.error
     assert list(tmp_path.iterdir()) == []
 

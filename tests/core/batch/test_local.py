@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core.batch.local import BatchSettings, FileResult, segment_files
+from napari_unet.core.batch.local import BatchProgress, BatchSettings, FileResult, segment_files
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.io.stacks import PixelSize, TiffImage
 from napari_unet.core.models.registry import load_model, resolve_model
-from napari_unet.core.progress import Progress
 from napari_unet.core.segmentation.segmenter import Segmenter, segment_array
 
 
@@ -32,8 +31,8 @@ def sized() -> Segmenter:
     return Segmenter(load_model(resolve_model("nuclei")), InferenceConfig(device="cpu", diameter=16))
 
 
-def results(records: list[Progress]) -> dict[str, FileResult]:
-    return {r.result.input.name: r.result for r in records if r.result is not None}
+def results(records: list[BatchProgress]) -> dict[str, FileResult]:
+    return {r.finished.input.name: r.finished for r in records if r.finished is not None}
 
 
 def run(inputs: list[Path], outdir: Path, segmenter: Segmenter, **settings: object) -> dict[str, FileResult]:
@@ -229,7 +228,7 @@ def test_progress_reports_files_and_the_share_of_the_current_file(
     records = list(segment_files([tmp_path / "a.tif", tmp_path / "b.tif"], tmp_path / "out", sized))
     overall = [(r.step + r.metrics["file"]) / r.total for r in records]
     assert overall == sorted(overall) and overall[-1] == 1.0
-    assert [r.step for r in records if r.result is not None] == [1, 2]
+    assert [r.step for r in records if r.finished is not None] == [1, 2]
     assert any(0 < r.metrics["file"] < 1 for r in records)
 
 

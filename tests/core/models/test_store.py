@@ -28,6 +28,7 @@ from napari_unet.core.models.store import (
     save_version,
     store_lock,
 )
+from napari_unet.core.progress import run
 from napari_unet.core.training.loop import train
 from napari_unet.core.training.samples import prepare_sample
 
@@ -87,11 +88,7 @@ def fine_tune(parent: ModelBundle, images: list[tuple[str, np.ndarray, np.ndarra
     samples = [prepare_sample(im, lab, parent.config, parent.preprocess, name=n) for n, im, lab in images]
     config = TrainingConfig(steps=steps, batch_size=2, crop_size=32, amp=False)
     provenance = {"parent_source": parent.source, "images": [image_record(n, im) for n, im, _ in images]}
-    result = None
-    for record in train(parent, samples, config, device="cpu", provenance=provenance):
-        result = record.result or result
-    assert result is not None
-    return save_version(result)
+    return save_version(run(train(parent, samples, config, device="cpu", provenance=provenance)))
 
 
 def blobs(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,12 +15,12 @@ from napari_unet.core.evaluation.metrics import average_precision
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.network import UNet
 from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.progress import run
 from napari_unet.core.segmentation.axes import guess_axes, normalise_axes
 from napari_unet.core.segmentation.segmenter import (
     PlaneOutputs,
     Segmentation,
     Segmenter,
-    _run,
     inference_network,
     segment_array,
 )
@@ -95,9 +95,7 @@ def test_planes_get_distinct_ids_unless_stitched() -> None:
     stack = np.stack([plane, plane])
     segmenter = OracleSegmenter(tiny_bundle(), InferenceConfig(device="cpu"))
     apart = _run_segment(segmenter, stack)
-    joined = None
-    for record in segmenter.segment(stack, stitch=True):
-        joined = record.result or joined
+    joined = run(segmenter.segment(stack, stitch=True))
     assert apart.labels[0, 30, 30] > 0 and apart.labels[1, 30, 30] > 0
     assert apart.labels[0, 30, 30] != apart.labels[1, 30, 30]
     assert joined.labels[0, 30, 30] == joined.labels[1, 30, 30]
@@ -121,7 +119,6 @@ def test_progress_is_reported_and_stopping_early_leaves_no_result() -> None:
     job = segmenter.segment(blobs((2, 100, 100)), axes="ZYX")
     records = [next(job) for _ in range(3)]
     assert all(0 <= r.step <= r.total for r in records)
-    assert all(r.result is None for r in records)
     job.close()  # cancel between steps
     with pytest.raises(StopIteration):
         next(job)
@@ -142,8 +139,8 @@ def test_tiled_equals_untiled_on_a_real_image(nuclei_val: Path) -> None:
     whole = Segmenter(bundle, InferenceConfig(device="cpu", tile_size=4096, amp=False))
     tiled = Segmenter(bundle, InferenceConfig(device="cpu", amp=False))
     normalised = whole.normalise(image[None])
-    p_whole = _run(whole.predict_normalised(normalised))
-    p_tiled = _run(tiled.predict_normalised(normalised))
+    p_whole = run(whole.predict_normalised(normalised))
+    p_tiled = run(tiled.predict_normalised(normalised))
     assert max(image.shape) > tiled.inference.tile_size  # really tiled
     difference = np.abs(p_whole - p_tiled)
     assert difference.max() < 0.1
@@ -221,8 +218,8 @@ def test_tiles_in_parallel_match_one_at_a_time_and_restore_torch_threads() -> No
         torch.set_num_threads(2)
         parallel = Segmenter(bundle, config)
         assert parallel._tile_workers() == 2
-        expected = _run(OneWorker(bundle, config).predict_normalised(image))
-        np.testing.assert_allclose(_run(parallel.predict_normalised(image)), expected, atol=1e-5)
+        expected = run(OneWorker(bundle, config).predict_normalised(image))
+        np.testing.assert_allclose(run(parallel.predict_normalised(image)), expected, atol=1e-5)
         assert torch.get_num_threads() == 2
         stopped = parallel.predict_normalised(image)
         next(stopped), next(stopped)
@@ -240,11 +237,7 @@ def test_result_type_and_reported_device() -> None:
 
 
 def _run_segment(segmenter: Segmenter, image: np.ndarray) -> Segmentation:
-    result = None
-    for record in segmenter.segment(image):
-        result = record.result or result
-    assert result is not None
-    return result
+    return run(segmenter.segment(image))
 
 
 def test_size_estimate_is_the_same_on_one_thread_and_on_two(nuclei_val: Path) -> None:
@@ -272,13 +265,13 @@ def test_augmented_outputs_follow_the_image_when_it_is_flipped() -> None:
     flipped = np.ascontiguousarray(image[:, ::-1])
     plain = Segmenter(bundle, InferenceConfig(device="cpu", amp=False, tile_size=64, tile_overlap=16))
     augmented = Segmenter(bundle, InferenceConfig(device="cpu", amp=False, augment=True))
-    out = _run(augmented.predict_normalised(image, augment=True))
+    out = run(augmented.predict_normalised(image, augment=True))
     np.testing.assert_allclose(
-        _run(augmented.predict_normalised(flipped, augment=True))[:, ::-1], out, atol=1e-5
+        run(augmented.predict_normalised(flipped, augment=True))[:, ::-1], out, atol=1e-5
     )
-    assert not np.allclose(_run(plain.predict_normalised(image)), out, atol=1e-5)
+    assert not np.allclose(run(plain.predict_normalised(image)), out, atol=1e-5)
     # tiled: each tile is averaged over its flips, then the tiles are blended as usual (the tiny
     # network's receptive field is small, so tiles barely change its outputs)
-    tiled = _run(plain.predict_normalised(image, augment=True))
+    tiled = run(plain.predict_normalised(image, augment=True))
     assert np.abs(tiled - out).max() < 0.05 and np.abs(tiled - out).mean() < 1e-3
-    assert not np.allclose(tiled, _run(plain.predict_normalised(image)), atol=1e-5)
+    assert not np.allclose(tiled, run(plain.predict_normalised(image)), atol=1e-5)

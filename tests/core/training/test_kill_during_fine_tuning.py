@@ -37,6 +37,7 @@ from napari_unet.core.training.corrections import Correction, CorrectionSet, Cor
 from napari_unet.core.models.network import UNet
 from napari_unet.core.models.store import current_version, save_version
 from napari_unet.core.training.loop import train
+from napari_unet.core.progress import run
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model
 
@@ -65,8 +66,7 @@ for round_number in range(start, start + 1000):
     corrections.update(Correction("cells-0123", plane, image, labels, edited, generation=0))
     say(event="written", round=round_number, plane=plane[0])
     say(event="training", round=round_number)
-    for record in train(bundle, training_samples(corrections.snapshot(), bundle), config):
-        bundle = record.result or bundle
+    bundle = run(train(bundle, training_samples(corrections.snapshot(), bundle), config))
     say(event="saving", round=round_number)
     version = save_version(bundle)
     say(event="saved", round=round_number, version=version.name)

@@ -9,6 +9,7 @@ from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessCo
 from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.network import UNet
+from napari_unet.core.progress import run
 from napari_unet.core.training.loop import masked_loss, train
 from napari_unet.core.training.samples import CropSampler, prepare_sample
 
@@ -36,13 +37,6 @@ def fixed_batch_loss(bundle: ModelBundle, samples: list) -> float:
     network = bundle.network.eval()
     with torch.inference_mode():
         return float(masked_loss(network(images), targets, masks, bundle.config.heads))
-
-
-def run(job) -> ModelBundle:  # noqa: ANN001
-    result = None
-    for record in job:
-        result = record.result or result
-    return result
 
 
 def test_short_training_lowers_the_loss_on_real_data(nuclei_samples: list) -> None:

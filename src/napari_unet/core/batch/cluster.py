@@ -27,6 +27,7 @@ import numpy as np
 import tifffile
 
 from napari_unet.core.batch.local import (
+    BatchProgress,
     BatchSettings,
     FilePlan,
     FileResult,
@@ -42,7 +43,7 @@ from napari_unet.core.io.files import output_path
 from napari_unet.core.io.stacks import LabelStackWriter, TiffImage, read_label_metadata
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
-from napari_unet.core.progress import Progress, final_result
+from napari_unet.core.progress import run
 from napari_unet.core.segmentation.axes import output_axes, output_shape
 from napari_unet.core.segmentation.postprocess import PlaneNumbering
 from napari_unet.core.segmentation.segmenter import Segmenter
@@ -158,12 +159,12 @@ def plan_task(path: Path, outdir: Path, spec: ModelSpec, settings: BatchSettings
         segmenter = worker_segmenter(spec)
     except Exception as error:
         return failure(path, output_path(path, outdir), error)
-    return final_result(_returning(plan_file(path, outdir, segmenter, settings)))
+    return run(plan_file(path, outdir, segmenter, settings))
 
 
 def whole_task(plan: FilePlan, spec: ModelSpec, settings: BatchSettings) -> FileResult:
     """:func:`~napari_unet.core.batch.local.write_plan` on a worker."""
-    return final_result(_returning(write_plan(plan, worker_segmenter(spec), settings)))
+    return run(write_plan(plan, worker_segmenter(spec), settings))
 
 
 def chunk_folder(plan: FilePlan) -> Path:
@@ -185,7 +186,7 @@ def chunk_task(plan: FilePlan, start: int, stop: int, spec: ModelSpec) -> Path |
         indices = plan.indices[start:stop]
         shape = (len(indices), *output_shape(plan.axes, plan.shape)[-2:])
         with TiffImage(plan.input) as image, LabelStackWriter(target, shape, "QYX") as writer:
-            final_result(
+            run(
                 segmenter.predict_planes(
                     image,
                     plan.axes,
@@ -234,12 +235,6 @@ def merge_task(plan: FilePlan, chunks: Sequence[Path | FileResult], settings: Ba
         shutil.rmtree(chunk_folder(plan), ignore_errors=True)
 
 
-def _returning(job: Generator[Progress, None, Any]) -> Generator[Progress, None, None]:
-    """Turn a generator's return value into a final record's result (for ``final_result``)."""
-    value = yield from job
-    yield Progress(1, 1, "done", result=value)
-
-
 # -- the client -----------------------------------------------------------------------------
 
 
@@ -250,7 +245,7 @@ def segment_files_on_cluster(
     client: Client,
     settings: BatchSettings | None = None,
     planes_per_task: int = 8,
-) -> Generator[Progress, None, None]:
+) -> Generator[BatchProgress, None, list[FileResult]]:
     """Segment files on the cluster behind ``client``; records as :func:`~napari_unet.core.batch.local.segment_files`.
 
     Parameters
@@ -266,11 +261,16 @@ def segment_files_on_cluster(
 
     Yields
     ------
-    Progress
+    BatchProgress
         ``step`` counts finished files; one record per file carries its
-        :class:`~napari_unet.core.batch.local.FileResult`.  Closing the generator
-        cancels the tasks not yet started (running ones finish their file or
-        chunk, which is written completely or not at all).
+        :class:`~napari_unet.core.batch.local.FileResult` in ``finished``.
+        Closing the generator cancels the tasks not yet started (running ones
+        finish their file or chunk, which is written completely or not at all).
+
+    Returns
+    -------
+    list of FileResult
+        In the order of ``inputs``.
 
     """
     from distributed import as_completed
@@ -291,7 +291,8 @@ def segment_files_on_cluster(
 
     for path in inputs:
         submit("plan", path, plan_task, path, outdir, spec, settings)
-    finished = 0
+    ended = 0  # files done, skipped or failed
+    outcomes: dict[Path, FileResult] = {}
     try:
         for future in pending:
             role, path = roles[future]
@@ -302,12 +303,13 @@ def segment_files_on_cluster(
             if role == "chunk":
                 left = chunks_left[path]
                 left[0] -= 1
-                yield Progress(finished, total, f"{path.name}: chunk done", {"file": 1 - left[0] / left[1]})
+                share = 1 - left[0] / left[1]
+                yield BatchProgress(ended, total, f"{path.name}: chunk done", {"file": share})
             elif role == "plan" and isinstance(value, FilePlan):
                 planes = len(value.indices)
                 if planes_per_task <= 0 or planes <= planes_per_task or not value.streams:
                     submit("file", path, whole_task, value, spec, settings)
-                    yield Progress(finished, total, f"{path.name}: planned, 1 task", {"file": 0.0})
+                    yield BatchProgress(ended, total, f"{path.name}: planned, 1 task", {"file": 0.0})
                     continue
                 starts = range(0, planes, planes_per_task)
                 chunks_left[path] = [len(starts), len(starts)]
@@ -316,12 +318,16 @@ def segment_files_on_cluster(
                     for s in starts
                 ]
                 submit("file", path, merge_task, value, chunks, settings)
-                yield Progress(finished, total, f"{path.name}: planned, {len(chunks)} chunks", {"file": 0.0})
+                message = f"{path.name}: planned, {len(chunks)} chunks"
+                yield BatchProgress(ended, total, message, {"file": 0.0})
             else:
-                finished += 1
+                ended += 1
                 assert isinstance(value, FileResult)
-                yield Progress(finished, total, f"{path.name}: {value.status}", {"file": 0.0}, result=value)
+                outcomes[path] = value
+                message = f"{path.name}: {value.status}"
+                yield BatchProgress(ended, total, message, {"file": 0.0}, finished=value)
     finally:
         left = [f for f in roles if not f.done()]
         if left:
             client.cancel(left)
+    return [outcomes[path] for path in inputs]

@@ -63,6 +63,25 @@ class FileResult:
 
 
 @dataclass(frozen=True)
+class BatchProgress(Progress):
+    """A batch's progress: ``step`` counts finished files.
+
+    Attributes
+    ----------
+    finished : FileResult or None
+        Set on the record of the file that just ended (done, skipped or failed).
+
+    Notes
+    -----
+    ``metrics["file"]`` is the share done of the file in progress, so
+    ``(step + metrics["file"]) / total`` is the whole batch's share.
+
+    """
+
+    finished: FileResult | None = None
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     """Everything besides the model that decides a batch's outputs.
 
@@ -332,7 +351,7 @@ def segment_files(
     outdir: Path,
     segmenter: Segmenter,
     settings: BatchSettings | None = None,
-) -> Generator[Progress, None, None]:
+) -> Generator[BatchProgress, None, list[FileResult]]:
     """Segment each input file into ``outdir/<stem>.tif``, one after another.
 
     Parameters
@@ -347,23 +366,29 @@ def segment_files(
 
     Yields
     ------
-    Progress
-        ``step`` counts finished files; ``metrics["file"]`` is the share
-        done of the file in progress (so ``(step + metrics["file"]) / total``
-        is the whole batch's share).  One record per file carries that file's
-        :class:`FileResult` in ``result``.  Closing the generator stops
-        between two tile batches and leaves no partial output.
+    BatchProgress
+        One record per file carries that file's :class:`FileResult` in
+        ``finished``.  Closing the generator stops between two tile batches
+        and leaves no partial output.
+
+    Returns
+    -------
+    list of FileResult
+        In the order of ``inputs``.
 
     """
     settings = settings or BatchSettings()
     total = len(inputs)
+    outcomes = []
     for number, path in enumerate(inputs):
 
-        def of_batch(record: Progress, number: int = number, name: str = Path(path).name) -> Progress:
-            return Progress(number, total, f"{name}: {record.message}", {"file": record.fraction})
+        def of_batch(record: Progress, number: int = number, name: str = Path(path).name) -> BatchProgress:
+            return BatchProgress(number, total, f"{name}: {record.message}", {"file": record.fraction})
 
         outcome = yield from relay(segment_file(Path(path), Path(outdir), segmenter, settings), of_batch)
         message = f"{Path(path).name}: {outcome.status}"
         if outcome.status == "skipped":
             message = f"{Path(path).name}: already done, skipped"
-        yield Progress(number + 1, total, message, {"file": 0.0}, result=outcome)
+        outcomes.append(outcome)
+        yield BatchProgress(number + 1, total, message, {"file": 0.0}, finished=outcome)
+    return outcomes

@@ -15,9 +15,9 @@ from skimage.segmentation import watershed
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.evaluation.metrics import summarise
 from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.progress import final_result
+from napari_unet.core.progress import run
 from napari_unet.core.segmentation.postprocess import remove_small_objects
-from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
+from napari_unet.core.segmentation.segmenter import Segmenter
 
 LabelledImage = tuple[str, NDArray[Any], NDArray[Any]]
 
@@ -33,9 +33,7 @@ def predict_set(
     predictions = []
     for _, image, _ in pairs:
         axes = "CYX" if image.ndim == 3 else "YX"
-        result = final_result(segmenter.segment(image, axes=axes))
-        assert isinstance(result, Segmentation)
-        predictions.append(result.labels)
+        predictions.append(run(segmenter.segment(image, axes=axes)).labels)
     return predictions
 
 

@@ -3,8 +3,8 @@
 :func:`train` is a generator.  It yields a :class:`~napari_unet.core.progress.Progress`
 after every optimiser step and can be stopped by closing it (or simply no
 longer iterating).  It trains a *copy* of the model, so stopping leaves the
-caller's model exactly as it was; the trained model arrives on the final
-record's ``result``.
+caller's model exactly as it was; the trained model is its return value
+(see :mod:`napari_unet.core.progress`).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def train(
     device: str = "auto",
     validate: Validator | None = None,
     provenance: dict[str, Any] | None = None,
-) -> Generator[Progress, None, None]:
+) -> Generator[Progress, None, ModelBundle]:
     """Train a copy of ``bundle`` on ``samples``.
 
     Parameters
@@ -122,8 +122,13 @@ def train(
     Yields
     ------
     Progress
-        One per step, ``metrics["loss"]`` the step's loss; the last one carries
-        the trained :class:`ModelBundle` as ``result``.
+        One per step, ``metrics["loss"]`` the step's loss; the last one's
+        message is ``"done"``.
+
+    Returns
+    -------
+    ModelBundle
+        The trained copy, its lineage and training settings in its provenance.
 
     """
     torch_device = choose_device(device)
@@ -205,4 +210,5 @@ def train(
         "final_loss": smoothed,
         "metrics": {k: v for k, v in metrics.items() if k not in ("loss", "loss_smoothed", "lr")},
     }
-    yield Progress(config.steps, config.steps, "done", metrics, result=result)
+    yield Progress(config.steps, config.steps, "done", metrics)
+    return result
