@@ -12,7 +12,7 @@ for model in "${models[@]}"; do
     nuclei)
       # stage 1 (commit 57b8793: scale jitter 1.5, no bright-object augmentation), then stages 2 and 3
       napari-unet train --images "$DATA/nuclei-dsb2018/train/images" --labels "$DATA/nuclei-dsb2018/train/labels" \
-        -o "$OUT/nuclei-stage1.pt" --name nuclei --steps 4000 --diameter 20 --scale-jitter 1.5 --log-every 100
+        -o "$OUT/nuclei-stage1.pt" --name nuclei --steps 4000 --model-diameter 20 --scale-jitter 1.5 --log-every 100
       napari-unet train --images "$DATA/nuclei-dsb2018/train/images" --labels "$DATA/nuclei-dsb2018/train/labels" \
         -o "$OUT/nuclei-stage2.pt" --from "$OUT/nuclei-stage1.pt" --train-norm --steps 1500 --lr 1e-3 --log-every 100
       napari-unet train --images "$DATA/nuclei-dsb2018/train/images" --labels "$DATA/nuclei-dsb2018/train/labels" \
@@ -31,7 +31,7 @@ for model in "${models[@]}"; do
       # post-processing defaults are chosen on the training images (min size, then join threshold with the
       # seed and probability thresholds, then the object probability)
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
-        -o "$OUT/phase-cells-stage1.pt" --name phase-cells --steps 2500 --diameter 32 --min-size 30 --scale-jitter 1.5 \
+        -o "$OUT/phase-cells-stage1.pt" --name phase-cells --steps 2500 --model-diameter 32 --min-size 30 --scale-jitter 1.5 \
         --log-every 100
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \
         -o "$OUT/phase-cells-stage2.pt" --from "$OUT/phase-cells-stage1.pt" --train-norm --steps 4000 --lr 1e-3 \
@@ -52,7 +52,7 @@ for model in "${models[@]}"; do
     em-membranes)
       napari-unet train --images "$DATA/em-isbi2012/train/images" --labels "$DATA/em-isbi2012/train/labels" \
         --pattern 'slice[01]*.tif' -o "$OUT/em-membranes.pt" --name em-membranes --steps 1500 \
-        --no-rescale --diameter 28 --scale-jitter 1.3 --fill-background --log-every 100
+        --no-rescale --model-diameter 28 --scale-jitter 1.3 --fill-background --log-every 100
       tune=(python scripts/tune_postprocessing.py "$OUT/em-membranes.pt" "$DATA/em-isbi2012/train/images"
         "$DATA/em-isbi2012/train/labels" --pattern 'slice[01]*.tif' --write)
       "${tune[@]}" --min-size 50

@@ -305,3 +305,26 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
     assert "--join-threshold must be in (0, 1]" in capsys.readouterr().err
     assert main(["segment", str(image), "-o", str(tmp_path / "bad"), "--object-probability", "1"]) == 2
     assert "--object-probability must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_train_model_diameter_is_the_new_models_object_size(tmp_path: Path) -> None:
+    """``train --model-diameter`` sets the size a new model works at; ``--diameter`` is segment's and evaluate's."""
+    from napari_unet.core.models.registry import load_model
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    truth = np.zeros((64, 64), np.uint16)
+    truth[10:30, 10:30] = 1
+    truth[36:56, 30:50] = 2
+    noise = np.random.default_rng(0).integers(0, 100, truth.shape)
+    tifffile.imwrite(images / "a.tif", ((truth > 0) * 1000 + noise).astype(np.uint16))
+    tifffile.imwrite(labels / "a.tif", truth)
+    model = tmp_path / "model.pt"
+    options = ["--images", str(images), "--labels", str(labels), "-o", str(model), "--steps", "1"]
+    small = ["--batch-size", "1", "--crop-size", "32", "--base-width", "4", "--depth", "2", "--device", "cpu"]
+    assert main(["train", *options, *small, "--no-amp", "--model-diameter", "30"]) == 0
+    assert load_model(model).preprocess.object_diameter == 30.0
+    with pytest.raises(SystemExit) as refused:
+        main(["train", *options, *small, "--diameter", "30"])
+    assert refused.value.code == 2

@@ -55,7 +55,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             network=UNet(
                 ModelConfig(in_channels=args.in_channels, base_width=args.base_width, depth=args.depth)
             ),
-            preprocess=PreprocessConfig(object_diameter=args.diameter, rescale=not args.no_rescale),
+            preprocess=PreprocessConfig(object_diameter=args.model_diameter, rescale=not args.no_rescale),
             postprocess=PostprocessConfig(fill_background=args.fill_background, min_size=args.min_size),
             name=args.name or Path(args.output).stem,
         )
@@ -401,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--axes", help="axes of the inputs, e.g. YX, ZYX, TZCYX, YXC (default: from the file)"
     )
-    segment.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
+    segment.add_argument(
+        "--diameter", type=float, help="object diameter in pixels; 0 or omitted: estimated from the image"
+    )
     _postprocess_options(segment)
     segment.add_argument("--pattern", default="*", help="file pattern inside folders (default *)")
     segment.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
@@ -472,7 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--classical", action="store_true", help="score the Otsu + watershed baseline instead"
     )
-    evaluate.add_argument("--diameter", type=float, help="object diameter in pixels (default: estimated)")
+    evaluate.add_argument(
+        "--diameter", type=float, help="object diameter in pixels; 0 or omitted: estimated from the image"
+    )
     _postprocess_options(evaluate)
     evaluate.add_argument("--device", default="auto")
     _network_options(evaluate)
@@ -504,7 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--base-width", type=int, default=16, help="new models: channels at full resolution")
     train.add_argument("--depth", type=int, default=4, help="new models: number of poolings")
     train.add_argument("--in-channels", type=int, default=1, help="new models: input channels")
-    train.add_argument("--diameter", type=float, default=24.0, help="new models: object diameter to train at")
+    train.add_argument(
+        "--model-diameter",
+        type=float,
+        default=24.0,
+        help="new models: object diameter in pixels the model works at (images are rescaled to it)",
+    )
     train.add_argument("--no-rescale", action="store_true", help="new models: train at native pixel size")
     train.add_argument(
         "--fill-background", action="store_true", help="new models: objects fill the image (EM)"

@@ -170,8 +170,11 @@ class InferenceConfig:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     diameter : float or None
-        Median object diameter in the input, in pixels.  ``None`` estimates it
-        from a first pass at the model's own scale; ``0`` disables rescaling.
+        Median object diameter in the input, in pixels, as Cellpose's
+        ``diameter``: a positive number is that diameter; ``None`` or ``0``
+        (stored as ``None``) estimates it from the image with the model
+        itself.  Models trained at the native pixel size
+        (``PreprocessConfig.rescale`` off) never rescale.
     amp : bool or None
         Mixed precision: bf16 on CPU, bf16/fp16 on CUDA.  ``None`` uses it where
         the hardware computes it natively (CUDA, CPUs with AVX512-BF16 or AMX)
@@ -204,8 +207,10 @@ class InferenceConfig:
         )
         _check(
             self.diameter is None or self.diameter >= 0,
-            f"diameter must be None or >= 0, got {self.diameter}",
+            f"diameter must be None or >= 0 (0: estimate it), got {self.diameter}",
         )
+        if self.diameter == 0:  # one meaning: 0 and None both estimate the diameter
+            object.__setattr__(self, "diameter", None)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from magicgui.widgets import CheckBox, FloatSpinBox
 
 
 class DiameterBox(FloatSpinBox):
-    """Object diameter in pixels; 0, shown as "auto", means estimate it from the image.
+    """Object diameter in pixels, as ``InferenceConfig.diameter``: 0, shown as "auto", estimates it.
 
     Parameters
     ----------
@@ -22,7 +22,7 @@ class DiameterBox(FloatSpinBox):
 
     @property
     def diameter(self) -> float | None:
-        """The diameter given, or ``None`` to estimate it."""
+        """The diameter given, or ``None`` to estimate it (what 0 means everywhere)."""
         return float(self.value) or None
 
 

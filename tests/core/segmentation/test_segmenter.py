@@ -101,6 +101,30 @@ def test_planes_get_distinct_ids_unless_stitched() -> None:
     assert joined.labels[0, 30, 30] == joined.labels[1, 30, 30]
 
 
+def test_diameter_zero_estimates_the_size_and_a_positive_one_is_used() -> None:
+    """As Cellpose's diameter: 0 (or None) estimates it from the image; a positive number is used as given."""
+    image = np.zeros((160, 160), np.float32)
+    for y in range(10, 150, 35):
+        for x in range(10, 150, 35):
+            image[y : y + 20, x : x + 20] = 1.0
+    torch.manual_seed(0)
+    bundle = ModelBundle(
+        network=UNet(ModelConfig(base_width=4, depth=2)).eval(),
+        preprocess=PreprocessConfig(object_diameter=24.0),
+        postprocess=PostprocessConfig(min_size=0),
+        name="tiny-rescaling",
+    )
+    square = np.sqrt(4 * 400 / np.pi)  # equivalent-circle diameter of a 20 x 20 square
+    for estimate in (None, 0):
+        result = run(OracleSegmenter(bundle, InferenceConfig(device="cpu", diameter=estimate)).segment(image))
+        assert result.diameter == pytest.approx(square, rel=0.1)
+        assert result.labels.max() == 16
+    given = OracleSegmenter(bundle, InferenceConfig(device="cpu", diameter=48.0))
+    result = run(given.segment(image, keep_outputs=True))
+    assert result.diameter == 48.0 and result.outputs[()].scale == 0.5
+    assert result.labels.max() == 16
+
+
 def test_lazy_arrays_match_numpy(tmp_path: Path) -> None:
     image = blobs((3, 48, 40))
     bundle = tiny_bundle()
@@ -157,7 +181,8 @@ def test_mixed_precision_keeps_the_labels_of_float32(nuclei_val: Path) -> None:
     bundle = load_model(resolve_model("nuclei"))
     labels = {}
     for amp in (False, True):
-        segmenter = Segmenter(bundle, InferenceConfig(device="cpu", diameter=0, amp=amp))
+        config = InferenceConfig(device="cpu", diameter=bundle.preprocess.object_diameter, amp=amp)
+        segmenter = Segmenter(bundle, config)  # at the model's scale: no size estimate
         assert segmenter.amp is amp
         labels[amp] = _run_segment(segmenter, image).labels
     assert average_precision(labels[False], labels[True], thresholds=[0.5])[0] > 0.97
