@@ -58,6 +58,7 @@ class PostprocessPanel(Container):
         self._kept_planes = kept_planes
         self._report = report
         self._cache: _Cache | None = None
+        self._defaults = PostprocessConfig()  # the chosen model's own settings, once known
         self._touched = False
         self._showing = False
         self._foreground = FloatSlider(
@@ -119,12 +120,15 @@ class PostprocessPanel(Container):
             control.changed.connect(self._on_control_changed)
 
     def config(self) -> PostprocessConfig | None:
-        """Settings to segment with: ``None`` (the model's own) until a control was moved."""
+        """Settings to segment with: ``None`` (the model's own) until a control was moved.
+
+        Then the model's own settings with the controls' values: what no control
+        shows (``fill_background``) stays the model's.
+        """
         if not self._touched:
             return None
-        base = self._cache.segmenter.postprocess if self._cache is not None else PostprocessConfig()
         return replace(
-            base,
+            self._defaults,
             foreground_threshold=float(self._foreground.value),
             seed_threshold=float(self._seed.value),
             min_size=int(self._min_size.value),
@@ -136,6 +140,7 @@ class PostprocessPanel(Container):
         """Forget the person's settings (another model was chosen) and show the model's, if given."""
         self._touched = False
         if config is not None:
+            self._defaults = config
             self._show(config)
 
     def forget(self) -> None:
@@ -157,6 +162,7 @@ class PostprocessPanel(Container):
         if cache is not None and (cache.image_layer, cache.model_path, cache.axes, cache.stitch) == key:
             outputs = {**cache.outputs, **outputs}
         self._cache = _Cache(layer, model_path, result.axes, stitch, segmenter, outputs)
+        self._defaults = segmenter.bundle.postprocess
         self._show(segmenter.postprocess)
 
     def _show(self, config: PostprocessConfig) -> None:
