@@ -1,10 +1,12 @@
-"""Regenerate the README screenshots of the dock widget (needs a display: use ``xvfb-run -a``).
+"""Regenerate the screenshots of the dock widget on a laptop-sized screen (needs a display).
 
-    xvfb-run -a -s "-screen 0 1600x1200x24" python docs/make_screenshots.py [--model nuclei]
+    QT_API=pyqt6 xvfb-run -a -s "-screen 0 1366x768x24" python docs/make_screenshots.py [--model nuclei]
 
-Writes ``docs/images/widget-segment.png`` (after Segment) and
-``docs/images/widget-finetune.png`` (while fine-tuning on two corrections).
-Models and corrections go to a temporary folder.
+A 1366 x 768 napari window, the image opened first, then the dock from the
+Plugins menu.  Writes ``docs/images/widget-segment.png`` (after Segment, the
+sections as a first-time user sees them) and ``docs/images/widget-finetune.png``
+(Fine-tune unfolded, while fine-tuning on a corrected nucleus).  Models and
+corrections go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -54,25 +56,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="nuclei")
     parser.add_argument("--out", default=str(HERE / "images"))
+    parser.add_argument("--size", default="1366x768", help="window size, WIDTHxHEIGHT (default 1366x768)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="napari-unet-shots-"))
     os.environ["NAPARI_UNET_MODEL_DIR"] = str(scratch / "models")
     os.environ["NAPARI_UNET_CORRECTIONS_DIR"] = str(scratch / "corrections")
-    warnings.filterwarnings("ignore")  # napari's PyQt5 deprecation toast would cover the canvas
+    warnings.filterwarnings("ignore")  # a warning toast would cover the canvas
 
     import napari
     import torch
     from napari._qt.dialogs.qt_notification import NapariQtNotification
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QApplication
+    from qtpy.QtWidgets import QApplication, QScrollArea
 
     from napari_unet.core.models.registry import resolve_model
 
     torch.set_num_threads(1)
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 1050)
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net segmentation")
-    viewer.window._qt_window.resizeDocks([dock], [470], Qt.Orientation.Horizontal)
+    width, height = (int(n) for n in args.size.split("x"))
+    viewer.window._qt_window.resize(width, height)
+    viewer.add_image(tifffile.imread(IMAGE), name="nuclei (DSB 2018)")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net segmentation")
     widget.confirm = lambda question: True
     widget.select_model(resolve_model(args.model))
     app = QApplication.instance()
@@ -83,7 +86,6 @@ def main() -> None:
             app.processEvents()
             time.sleep(0.02)
 
-    viewer.add_image(tifffile.imread(IMAGE), name="nuclei (DSB 2018)")
     widget.segment()
     wait(lambda: widget.segment_worker is None)
     wait(lambda: False, 0.5)
@@ -95,9 +97,11 @@ def main() -> None:
 
     labels = viewer.layers["nuclei (DSB 2018) labels"]
     fix_worst_nucleus(labels, tifffile.imread(LABELS))
+    widget.sections["Fine-tune"].expanded = True
     widget.finetune._steps.value = 60
     widget.finetune.start()
     wait(lambda: len(widget.finetune.loss_plot.values) >= 25)
+    widget.native.findChild(QScrollArea).ensureWidgetVisible(widget.finetune.loss_plot)
     wait(lambda: False, 0.3)
     viewer.screenshot(str(Path(args.out) / "widget-finetune.png"), canvas_only=False)
     widget.finetune.stop(keep=False)

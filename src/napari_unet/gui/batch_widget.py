@@ -20,7 +20,6 @@ from magicgui.widgets import (
     CheckBox,
     Container,
     FileEdit,
-    Label,
     LineEdit,
     ProgressBar,
     PushButton,
@@ -38,6 +37,7 @@ from napari_unet.core.io.stacks import TiffImage
 from napari_unet.core.progress import Progress
 from napari_unet.core.segmentation.segmenter import Segmenter
 from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
+from napari_unet.gui.layout import Section, TextLine, scrolling
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.workers import ModelCache, job_worker, limit_torch_threads
@@ -165,21 +165,20 @@ class BatchWidget(Container):
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._overall = JobProgress(ProgressBar(value=0, min=0, max=1000, visible=False, label="All files"))
         self._file_bar = ProgressBar(value=0, min=0, max=100, visible=False, label="This file")
-        self._status = Label(value="")
+        self._status = TextLine()
         self.table = Table(value=([], [], list(COLUMNS)))
         self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)  # results, not input
-        self.table.native.setMinimumHeight(200)
+        self.table.native.setMinimumHeight(160)
         self.table.native.horizontalHeader().setStretchLastSection(True)
         self._open = PushButton(text="Open selected result")
 
         # filled after construction: magicgui aligns the labels of widgets added later only
         inputs = Container(labels=True)
-        inputs.extend(
+        inputs.extend([self._files, self._folder, self._pattern, self._output])
+        inputs.margins = (0, 0, 0, 0)
+        options = Container(labels=True)
+        options.extend(
             [
-                self._files,
-                self._folder,
-                self._pattern,
-                self._output,
                 self._axes,
                 self._stitch,
                 self._diameter,
@@ -189,13 +188,34 @@ class BatchWidget(Container):
                 self._planes_per_task,
             ]
         )
-        inputs.margins = (0, 0, 0, 0)
+        options.margins = (0, 0, 0, 0)
+        self.options_section = Section(
+            "Options",
+            options,
+            expanded=False,
+            tooltip="Axes, 3-D joining, object size, augmentation, redoing outputs, a Dask cluster",
+        )
         buttons = Container(widgets=[self._run, self._cancel], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         bars = Container(labels=True)
         bars.extend([self._overall.bar, self._file_bar])
         bars.margins = (0, 0, 0, 0)
-        self.extend([inputs, self.model, buttons, bars, self._status, self.table, self._open])
+        body = Container(
+            widgets=[
+                inputs,
+                self.options_section,
+                self.model,
+                buttons,
+                bars,
+                self._status,
+                self.table,
+                self._open,
+            ],
+            labels=False,
+        )
+        body.margins = (6, 6, 6, 6)
+        self.margins = (0, 0, 0, 0)
+        self.native.layout().addWidget(scrolling(body))
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._open.changed.connect(self._on_open_clicked)

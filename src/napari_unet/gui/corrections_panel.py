@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import napari
-from magicgui.widgets import Container, FileEdit, Label, PushButton
+from magicgui.widgets import Container, FileEdit, PushButton
 
 from napari_unet.core.training.corrections import CorrectionStore
 from napari_unet.gui.layers import Plane
+from napari_unet.gui.layout import TextLine
 from napari_unet.gui.recorder import CorrectionRecorder
 
 
@@ -41,13 +42,14 @@ class CorrectionsPanel(Container):
         self._current_plane = current_plane
         self._report = report
         self._folder = FileEdit(label="Folder", mode="d", value=recorder.store.folder)
-        self._saved_info = Label(value="")
+        self._saved_info = TextLine()
         self._restore = PushButton(text="Restore saved corrections", enabled=False)
         self._reviewed = PushButton(
             text="Mark plane fully reviewed",
             tooltip="Every pixel of the shown plane is right: train on all of it",
         )
-        buttons = Container(widgets=[self._restore, self._reviewed], layout="horizontal", labels=False)
+        # one above the other: side by side they would widen the dock past a laptop's share
+        buttons = Container(widgets=[self._restore, self._reviewed], labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.extend([self._folder, self._saved_info, buttons])
         self._folder.changed.connect(self._on_folder_changed)

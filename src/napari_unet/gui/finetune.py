@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from magicgui.widgets import CheckBox, Container, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, Container, ProgressBar, PushButton, SpinBox
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils.notifications import show_error
 
@@ -15,6 +15,7 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.store import ModelVersion
 from napari_unet.core.progress import Progress
 from napari_unet.core.training.corrections import CorrectionSet
+from napari_unet.gui.layout import TextLine
 from napari_unet.gui.plot import LossPlot
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.workers import FineTuneJob, ModelCache, fine_tune_worker, save_worker
@@ -92,7 +93,7 @@ class FineTunePanel(Container):
             text="Stop and keep", enabled=False, tooltip="Stop and save the weights trained so far"
         )
         self._progress = JobProgress(ProgressBar(label="Training", value=0, min=0, max=1, visible=False))
-        self._status = Label(value="Correct some labels, then Fine-tune.")
+        self._status = TextLine("Correct some labels, then Fine-tune.")
         buttons = Container(widgets=[self._stop, self._stop_keep], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.extend(

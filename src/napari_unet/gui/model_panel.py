@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import ComboBox, Container, PushButton
 from napari.qt.threading import FunctionWorker, create_worker
 from qtpy.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
@@ -29,6 +29,7 @@ from napari_unet.core.models.store import (
     rename_model,
     rollback,
 )
+from napari_unet.gui.layout import TextLine
 from napari_unet.gui.workers import ModelCache
 
 
@@ -123,7 +124,7 @@ class ModelPanel(Container):
             widgets=[self._open, self._previous, self._manage], layout="horizontal", labels=False
         )
         buttons.margins = (0, 0, 0, 0)
-        self.details = Label(value="")
+        self.details = TextLine()
         self._rename = PushButton(text="Rename…", tooltip="Rename this model in your model folder")
         self._delete = PushButton(text="Delete", tooltip="Delete this model from your model folder")
         self._rollback = PushButton(
@@ -136,7 +137,7 @@ class ModelPanel(Container):
         self._manage_area = Container(widgets=[self.details, actions], labels=False, visible=False)
         self._manage_area.margins = (0, 0, 0, 0)
         self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
-        self.device_used = Label(value="")
+        self.device_used = TextLine()
         self.extend([self.model, buttons, self._manage_area, self.device, self.device_used])
 
         self._open.changed.connect(self._on_open_clicked)
