@@ -26,16 +26,6 @@ DATA = Path(os.environ.get("NAPARI_UNET_DATA", Path(__file__).resolve().parents[
 NUCLEI_VAL = DATA / "nuclei-dsb2018" / "val"
 PHASE_VAL = DATA / "cells-usiigaci" / "val"
 
-# gui/finetune.py's settings (importing it needs napari and Qt): keep in step with FINE_TUNE_OPTIONS
-WIDGET_OPTIONS: dict[str, Any] = {
-    "batch_size": 4,
-    "crop_size": 128,
-    "learning_rate": 1e-4,
-    "freeze_norm": True,
-}
-WIDGET_SNAPSHOT_EVERY = 5
-WIDGET_STEPS = 100
-
 
 def nuclei_mosaic(size: int) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` uint16 mosaic of DSB fluorescence images and its instance labels.

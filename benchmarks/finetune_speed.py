@@ -7,10 +7,10 @@ reviewed regions of a correction session do):
 
 - 4 crops of 256², as ``napari-unet train --from nuclei`` fine-tunes (batch-norm
   statistics frozen, bf16 autocast), with all torch threads, with one, and in fp32;
-- a fine-tune from corrections as the widget runs it (``gui/finetune.py``'s
-  ``FINE_TUNE_OPTIONS``: 4 crops of 128², learning rate 1e-4, frozen batch-norm
-  statistics, bf16, a snapshot of the weights every 5 steps for "Stop and keep",
-  all cores but one);
+- a fine-tune from corrections as the widget runs it
+  (:func:`napari_unet.core.training.finetune.fine_tune_config`: 4 crops of 128²,
+  learning rate 1e-4, frozen batch-norm statistics, bf16, a snapshot of the
+  weights every 5 steps for "Stop and keep", all cores but one);
 - the same on CUDA when a GPU is present.
 
 Each row reports the share of a step spent drawing and augmenting the crops.
@@ -32,19 +32,11 @@ import tifffile
 import torch
 from scipy import ndimage as ndi
 
-from _common import (
-    DATA,
-    WIDGET_OPTIONS,
-    WIDGET_SNAPSHOT_EVERY,
-    Stopwatch,
-    machine,
-    median,
-    table,
-    torch_threads,
-)
+from _common import DATA, Stopwatch, machine, median, table, torch_threads
 from napari_unet.core.config import TrainingConfig
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
+from napari_unet.core.training.finetune import fine_tune_config
 from napari_unet.core.training.loop import train
 from napari_unet.core.training.samples import CropSampler, TrainingSample, prepare_sample
 
@@ -115,9 +107,7 @@ def main() -> None:
     cli = TrainingConfig(
         steps=args.steps, batch_size=4, crop_size=256, learning_rate=5e-4, freeze_norm=True, amp=True
     )
-    widget = TrainingConfig(
-        steps=args.steps, amp=True, validate_every=min(WIDGET_SNAPSHOT_EVERY, args.steps), **WIDGET_OPTIONS
-    )
+    widget = fine_tune_config(args.steps, device="cpu")  # bf16 on CPU and CUDA alike
     rows = [
         Row(f"4 x 256², bf16, {every} threads (CLI fine-tune)", cli, every, False),
         Row("4 x 256², bf16, 1 thread", cli, 1, False),

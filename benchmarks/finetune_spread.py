@@ -5,7 +5,9 @@ script repeats the machine part of it with different training seeds, to show
 the spread.  It segments the first image, picks the worst true objects, erases
 every prediction overlapping them and paints back every true object the erasing
 uncovered (what ``correction_loop.py``'s "person" does with napari's tools),
-and fine-tunes the model on that correction with the widget's settings.  Two
+and fine-tunes the model on that correction with the widget's job and settings
+(:class:`~napari_unet.core.training.finetune.FineTuneJob`,
+:func:`~napari_unet.core.training.finetune.fine_tune_config`).  Two
 controls use the same settings on fully reviewed images:
 
 - **whole image, ground truth**: the first image's true labels everywhere (a
@@ -29,14 +31,14 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
 import torch
 
-from _common import WIDGET_OPTIONS, WIDGET_STEPS, machine, spread
+from _common import machine, spread
 from correction_loop import add_loop_arguments, correction_plan, worst_objects
 from napari_unet.core.config import InferenceConfig, TrainingConfig
 from napari_unet.core.evaluation.metrics import summarise
@@ -44,8 +46,8 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
 from napari_unet.core.progress import run
 from napari_unet.core.segmentation.segmenter import segment_array
-from napari_unet.core.training.corrections import Correction, training_samples
-from napari_unet.core.training.loop import train
+from napari_unet.core.training.corrections import Correction, CorrectionSet, CorrectionStore
+from napari_unet.core.training.finetune import FINE_TUNE_PRESET, FineTuneJob, fine_tune_config
 
 
 def corrected(
@@ -62,10 +64,11 @@ def corrected(
     return labels, erased | painted
 
 
-def fine_tune(parent: ModelBundle, correction: Correction, options: dict[str, Any], seed: int) -> ModelBundle:
-    """A fine-tune with ``options`` (TrainingConfig fields) on one correction."""
-    config = TrainingConfig(seed=seed, amp=True, **options)
-    return run(train(parent, training_samples([correction], parent), config, device="cpu"))
+def fine_tune(parent: ModelBundle, correction: Correction, config: TrainingConfig) -> ModelBundle:
+    """The widget's fine-tune job on one correction (kept in memory, not saved)."""
+    corrections = CorrectionSet(CorrectionStore())
+    corrections.update(correction, save=False)
+    return run(FineTuneJob(parent, corrections, config, device="cpu").run())
 
 
 def perturbed(parent: ModelBundle, relative: float, seed: int) -> ModelBundle:
@@ -82,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_loop_arguments(parser)
     parser.add_argument(
-        "--steps", type=int, default=WIDGET_STEPS, help="fine-tuning steps (default: the widget's)"
+        "--steps", type=int, default=FINE_TUNE_PRESET.steps, help="fine-tuning steps (default: the widget's)"
     )
     parser.add_argument("--seeds", type=int, default=5, help="training seeds per correction (default 5)")
     parser.add_argument("--batch-size", type=int, help="crops per step (default: the widget's)")
@@ -121,8 +124,11 @@ def main() -> None:
     }
     if args.corrections_only:
         kinds = dict(list(kinds.items())[:1])
-    options = {**WIDGET_OPTIONS, "steps": args.steps}
-    options.update({k: v for k, v in (("batch_size", args.batch_size), ("crop_size", args.crop_size)) if v})
+    sizes = {k: v for k, v in (("batch_size", args.batch_size), ("crop_size", args.crop_size)) if v}
+    config = fine_tune_config(args.steps, device="cpu", **sizes)
+    options = {
+        k: getattr(config, k) for k in ("batch_size", "crop_size", "learning_rate", "freeze_norm", "steps")
+    }
     before = score(parent)
     print(
         f"machine: {machine()}\nmodel {args.model}; corrected image {names[0]}, held out: {len(names) - 1} images; "
@@ -133,7 +139,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     runs = {
-        kind: (lambda seed, correction=correction: fine_tune(parent, correction, options, seed))
+        kind: (lambda seed, correction=correction: fine_tune(parent, correction, replace(config, seed=seed)))
         for kind, correction in kinds.items()
     }
     runs["weights × (1 + 10⁻⁴ noise), no training"] = lambda seed: perturbed(parent, 1e-4, seed)

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -328,3 +329,53 @@ def test_train_model_diameter_is_the_new_models_object_size(tmp_path: Path) -> N
     with pytest.raises(SystemExit) as refused:
         main(["train", *options, *small, "--diameter", "30"])
     assert refused.value.code == 2
+
+
+def test_train_from_a_model_fine_tunes_with_the_preset_and_records_the_data(tmp_path: Path) -> None:
+    """``train --from`` starts from the model, with :data:`FROM_MODEL_PRESET`'s settings unless told otherwise."""
+    from napari_unet.core.models.registry import load_model
+    from napari_unet.core.training.folders import FROM_MODEL_PRESET
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    truth = np.zeros((64, 64), np.uint16)
+    truth[10:30, 10:30] = 1
+    noise = np.random.default_rng(1).integers(0, 100, truth.shape)
+    tifffile.imwrite(images / "a.tif", ((truth > 0) * 1000 + noise).astype(np.uint16))
+    tifffile.imwrite(labels / "a.tif", truth)
+    data = ["--images", str(images), "--labels", str(labels), "--batch-size", "1", "--crop-size", "32"]
+    small = [*data, "--steps", "1", "--base-width", "4", "--depth", "2", "--device", "cpu", "--no-amp"]
+    assert main(["train", *small, "-o", str(tmp_path / "parent.pt")]) == 0
+    child = tmp_path / "child.pt"
+    assert (
+        main(["train", *data, "--steps", "2", "--from", str(tmp_path / "parent.pt"), "-o", str(child)]) == 0
+    )
+    tuned, parent = load_model(child), load_model(tmp_path / "parent.pt")
+    training = tuned.provenance["training"]
+    assert training["learning_rate"] == FROM_MODEL_PRESET.learning_rate and training["freeze_norm"] is True
+    assert training["steps"] == 2 and training["amp"] is True
+    assert (
+        tuned.provenance["parent"] == parent.name and tuned.provenance["parent_hash"] == parent.weights_hash()
+    )
+    assert tuned.provenance["data"] == {"images": str(images), "labels": str(labels), "pattern": "*"}
+    assert tuned.provenance["command"].startswith("napari-unet ")
+
+
+def test_train_help_states_the_presets(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_unet.core.training.folders import FROM_MODEL_PRESET, SCRATCH_PRESET
+
+    monkeypatch.setenv("COLUMNS", "200")  # no line breaks inside the help texts
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    steps = re.search(r"optimiser steps \(default (\d+) from scratch, (\d+) fine-tuning\)", text)
+    rates = re.search(r"peak learning rate \(default (\S+), (\S+) fine-tuning\)", text)
+    assert steps is not None and rates is not None
+    assert (int(steps[1]), int(steps[2])) == (SCRATCH_PRESET.steps, FROM_MODEL_PRESET.steps)
+    assert (float(rates[1]), float(rates[2])) == (
+        SCRATCH_PRESET.learning_rate,
+        FROM_MODEL_PRESET.learning_rate,
+    )

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,15 +34,12 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, TrainingConfig
-    from napari_unet.core.io.files import read_labelled_folder
+    from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
     from napari_unet.core.models.files import ModelBundle, save_model
-    from napari_unet.core.models.lineage import image_record
     from napari_unet.core.models.network import UNet
     from napari_unet.core.models.registry import load_model, resolve_model
     from napari_unet.core.progress import Progress, run
-    from napari_unet.core.training.loop import train
-    from napari_unet.core.training.samples import prepare_sample
+    from napari_unet.core.training.folders import LabelledFolders, folder_config, train_on_folders
 
     _set_threads(args.threads)
     if args.from_model:
@@ -59,43 +55,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
             postprocess=PostprocessConfig(fill_background=args.fill_background, min_size=args.min_size),
             name=args.name or Path(args.output).stem,
         )
-    pairs = read_labelled_folder(args.images, args.labels, args.pattern)
-    started = time.perf_counter()
-    samples = [
-        prepare_sample(image, labels, bundle.config, bundle.preprocess, name=name)
-        for name, image, labels in pairs
-    ]
-    print(
-        f"prepared {len(samples)} training images in {time.perf_counter() - started:.1f} s", file=sys.stderr
-    )
-    validate = None
-    if args.val_images and args.val_labels:
-        from napari_unet.core.evaluation.evaluate import evaluate_bundle
-
-        val_pairs = read_labelled_folder(args.val_images, args.val_labels, args.val_pattern)
-
-        def validate(current: ModelBundle) -> dict[str, float]:
-            return evaluate_bundle(current, val_pairs, device=args.device)
-
-    default_steps = 400 if args.from_model else 3000
-    config = TrainingConfig(
-        steps=args.steps or default_steps,
+    config = folder_config(
+        bool(args.from_model),
+        steps=args.steps or None,
         batch_size=args.batch_size,
         crop_size=args.crop_size,
-        learning_rate=args.lr or (5e-4 if args.from_model else 2e-3),
+        learning_rate=args.lr or None,
         seed=args.seed,
-        freeze_norm=bool(args.from_model) and not args.train_norm,
-        amp=not args.no_amp,
+        freeze_norm=False if args.train_norm else None,
+        amp=False if args.no_amp else None,
         scale_jitter=args.scale_jitter,
         validate_every=args.validate_every,
     )
-    provenance = {
-        "data": {"images": str(args.images), "labels": str(args.labels), "pattern": args.pattern},
-        "images": [image_record(name, image) for name, image, _ in pairs],
-        "command": "napari-unet " + " ".join(sys.argv[1:]),
-    }
+    validation = None
+    if args.val_images and args.val_labels:
+        validation = LabelledFolders(args.val_images, args.val_labels, args.val_pattern)
+    job = train_on_folders(
+        bundle,
+        LabelledFolders(args.images, args.labels, args.pattern),
+        config,
+        device=args.device,
+        validation=validation,
+        command="napari-unet " + " ".join(sys.argv[1:]),
+    )
 
     def show(record: Progress) -> None:
+        if not record.metrics:  # before training: what was prepared
+            print(record.message, file=sys.stderr)
+            return
         _progress_bar(record.fraction, f"{record.message} loss {record.metrics.get('loss_smoothed', 0):.4f}")
         extra = {k: v for k, v in record.metrics.items() if k not in ("loss", "loss_smoothed", "lr")}
         if record.step % args.log_every == 0 or extra:
@@ -106,9 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    result = run(
-        train(bundle, samples, config, device=args.device, validate=validate, provenance=provenance), show
-    )
+    result = run(job, show)
     _end_progress()
     save_model(result, args.output)
     print(f"saved {args.output}")

@@ -17,6 +17,7 @@ import pytest
 
 from napari_unet.core.models.store import list_versions
 from napari_unet.core.segmentation.segmenter import Segmenter
+from napari_unet.core.training import finetune
 from napari_unet.core.training.corrections import CorrectionStore
 from napari_unet.gui import progress_bar, workers
 
@@ -176,13 +177,13 @@ def test_labels_edited_while_fine_tuning_are_kept_and_used_next_round(
 ) -> None:
     viewer, widget = viewer_and_widget
     rounds: list[list] = []
-    original = workers.training_samples
+    original = finetune.training_samples
 
     def recording(corrections, bundle):
         rounds.append(list(corrections))
         return original(corrections, bundle)
 
-    monkeypatch.setattr(workers, "training_samples", recording)
+    monkeypatch.setattr(finetune, "training_samples", recording)
     _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
     paint(labels_layer, (20, 20), 999)
     small_training(widget, steps=3)

@@ -9,32 +9,15 @@ from magicgui.widgets import CheckBox, Container, ProgressBar, PushButton, SpinB
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils.notifications import show_error
 
-from napari_unet.core.config import TrainingConfig
-from napari_unet.core.devices import choose_device
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.store import ModelVersion
 from napari_unet.core.progress import Progress
 from napari_unet.core.training.corrections import CorrectionSet
+from napari_unet.core.training.finetune import FINE_TUNE_PRESET, FineTuneJob, fine_tune_config
 from napari_unet.gui.layout import TextLine
 from napari_unet.gui.plot import LossPlot
 from napari_unet.gui.progress_bar import JobProgress
-from napari_unet.gui.workers import FineTuneJob, ModelCache, fine_tune_worker, save_worker
-
-FINE_TUNE_OPTIONS: dict[str, Any] = {
-    "batch_size": 4,
-    "crop_size": 128,
-    "learning_rate": 1e-4,
-    "freeze_norm": True,
-}
-"""Training settings for fine-tuning on a few corrected planes on a laptop CPU.
-
-A learning rate of 5e-4 made sparse corrections hurt other images (AP@0.5 0.74 -> 0.71 with
-wide review regions); 1e-4 keeps them at 0.74 and improves the corrected ones (see
-:func:`napari_unet.core.training.corrections.reviewed_region`).
-"""
-
-SNAPSHOT_EVERY = 5
-"""Steps between copies of the weights that "Stop and keep" can save."""
+from napari_unet.gui.workers import ModelCache, fine_tune_worker, save_worker
 
 
 class FineTunePanel(Container):
@@ -57,7 +40,8 @@ class FineTunePanel(Container):
     Attributes
     ----------
     training_options : dict
-        Extra :class:`~napari_unet.core.config.TrainingConfig` fields (tests use tiny ones).
+        Changes to :data:`~napari_unet.core.training.finetune.FINE_TUNE_PRESET`'s fields (tests
+        use tiny ones).
 
     """
 
@@ -78,14 +62,14 @@ class FineTunePanel(Container):
         self._device = device
         self._before_start = before_start
         self._on_saved = on_saved
-        self.training_options = dict(FINE_TUNE_OPTIONS)
+        self.training_options: dict[str, Any] = {}
         self.worker: GeneratorWorker | FunctionWorker | None = None
         self._job: FineTuneJob | None = None
         self._keep = False
         self._saving: FunctionWorker | None = None
         self._closed = False  # the widget is gone: its Qt parts are deleted, only jobs remain
 
-        self._steps = SpinBox(label="Steps", value=100, min=1, max=100_000, step=10)
+        self._steps = SpinBox(label="Steps", value=FINE_TUNE_PRESET.steps, min=1, max=100_000, step=10)
         self._continuous = CheckBox(text="Keep training while I correct", value=False)
         self._finetune = PushButton(text="Fine-tune")
         self._stop = PushButton(text="Stop", enabled=False, tooltip="Stop and discard the training")
@@ -137,13 +121,7 @@ class FineTunePanel(Container):
             self._set_status(str(error))
             return None
         steps = int(self._steps.value)
-        config = TrainingConfig(
-            steps=steps,
-            # bf16 autocast: 0.14 s instead of 0.25 s a step on a 2-core CPU (batch 4, crop 128)
-            amp=choose_device(self._device()).type in ("cuda", "cpu"),
-            validate_every=min(SNAPSHOT_EVERY, steps),
-            **self.training_options,
-        )
+        config = fine_tune_config(steps, self._device(), **self.training_options)
         self._job = FineTuneJob(parent, self._corrections, config, self._device(), continuous)
         self._keep = False
         self.worker = worker = fine_tune_worker(self._job)

@@ -9,10 +9,8 @@ between two records, so a cancelled job changes nothing.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Generator
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,17 +21,13 @@ import torch
 import torch._dynamo  # noqa: F401
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
-from napari_unet.core.config import InferenceConfig, PostprocessConfig, TrainingConfig, to_dict
+from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.models.lineage import ancestry, image_record
 from napari_unet.core.models.registry import load_model
 from napari_unet.core.models.store import ModelVersion, save_version
-from napari_unet.core.progress import Progress, relay
+from napari_unet.core.progress import Progress
 from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
-from napari_unet.core.training.corrections import Correction, CorrectionSet, training_samples
-from napari_unet.core.training.loop import train
-
-_WAIT_SECONDS = 0.25
+from napari_unet.core.training.finetune import FineTuneJob
 
 
 def limit_torch_threads() -> None:
@@ -130,124 +124,6 @@ def segment_worker(request: SegmentRequest, models: ModelCache) -> GeneratorWork
     return create_worker(segment_job, request, models, _ignore_errors=True)
 
 
-class FineTuneJob:
-    """Fine-tune a model on a session's corrections; optionally keep going as new ones arrive.
-
-    Parameters
-    ----------
-    parent : ModelBundle
-        The model to start from (left untouched).
-    corrections : CorrectionSet
-        Read afresh at the start of every round.
-    config : TrainingConfig
-        One round; ``validate_every`` sets how often :attr:`latest` is refreshed.
-    device : str
-    continuous : bool
-        After a round, wait for new corrections and train another round on
-        all of them, from the last round's weights, until the worker is quit.
-
-    Attributes
-    ----------
-    latest : ModelBundle or None
-        The newest weights (refreshed during a round), for "Stop and keep".
-    steps_done : int
-
-    """
-
-    def __init__(
-        self,
-        parent: ModelBundle,
-        corrections: CorrectionSet,
-        config: TrainingConfig,
-        device: str = "auto",
-        continuous: bool = False,
-    ) -> None:
-        self.parent = parent
-        self.corrections = corrections
-        self.config = config
-        self.device = device
-        self.continuous = continuous
-        self.latest: ModelBundle | None = None
-        self.steps_done = 0
-        self._samples: list[str] = []
-        self._images: list[dict[str, str]] = []
-
-    def _checkpoint(self, current: ModelBundle) -> dict[str, float]:
-        # train() calls this with a snapshot of the weights every validate_every steps
-        self.latest = current
-        return {}
-
-    def kept_result(self) -> ModelBundle | None:
-        """:attr:`latest` with the provenance of a run stopped early (``None`` if nothing trained)."""
-        if self.latest is None:
-            return None
-        result = self.latest
-        result.provenance = {
-            "parent": self.parent.name,
-            "parent_source": self.parent.source,
-            "parent_hash": self.parent.weights_hash(),
-            "ancestors": ancestry(self.parent),
-            "training": to_dict(self.config),
-            "steps": self.steps_done,
-            "stopped_early": True,
-            "samples": self._samples,
-            "images": self._images,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        return result
-
-    def run(self) -> Generator[Progress, None, ModelBundle | None]:
-        """Train; yields per step (and while waiting); returns the trained model."""
-        bundle = self.parent
-        seen = -1
-        round_number = 0
-        while True:
-            if self.corrections.version == seen:
-                yield Progress(0, 0, "waiting for new corrections")
-                time.sleep(_WAIT_SECONDS)
-                continue
-            seen = self.corrections.version
-            corrections: list[Correction] = self.corrections.snapshot()
-            samples = training_samples(corrections, bundle)
-            if not samples:
-                if not self.continuous:
-                    raise ValueError("no corrections to train on: correct some labels first")
-                continue
-            self._samples = sorted({c.name for c in corrections})
-            self._images = [
-                image_record(c.name, c.image) for c in corrections if c.fully_reviewed or c.edited.any()
-            ]
-            config = replace(self.config, seed=self.config.seed + round_number)
-            done_before = self.steps_done
-
-            def count(record: Progress, done_before: int = done_before) -> Progress:
-                self.steps_done = done_before + record.step
-                return record
-
-            training = train(
-                bundle,
-                samples,
-                config,
-                device=self.device,
-                validate=self._checkpoint,
-                provenance={
-                    "parent_source": self.parent.source,
-                    "rounds": round_number + 1,
-                    "images": self._images,
-                },
-            )
-            result = yield from relay(training, count)
-            # every round continues the same lineage: the saved version's parent is the starting model
-            result.provenance["parent"] = self.parent.name
-            result.provenance["parent_hash"] = self.parent.weights_hash()
-            result.provenance["ancestors"] = ancestry(self.parent)
-            result.provenance["steps"] = self.steps_done
-            self.latest = bundle = result
-            round_number += 1
-            if not self.continuous:
-                return result
-
-
 def job_worker(job: Generator[Progress, None, Any]) -> GeneratorWorker:
     """An unstarted worker running ``job``, which is closed as soon as the worker ends.
 
@@ -267,13 +143,11 @@ def job_worker(job: Generator[Progress, None, Any]) -> GeneratorWorker:
 def fine_tune_and_save(job: FineTuneJob) -> Generator[Progress, None, tuple[ModelBundle, ModelVersion]]:
     """Run ``job``, then save its model as a new version (in the worker: a save takes ~0.1 s)."""
     bundle = yield from job.run()
-    if bundle is None:
-        raise RuntimeError("fine-tuning ended without a model")
     return bundle, save_version(bundle)
 
 
 def fine_tune_worker(job: FineTuneJob) -> GeneratorWorker:
-    """An unstarted worker running ``job`` and saving its result."""
+    """An unstarted worker running a fine-tune job and saving its result."""
     limit_torch_threads()
     return create_worker(fine_tune_and_save, job, _ignore_errors=True)  # see segment_worker
 
@@ -288,7 +162,6 @@ def save_worker(bundle: ModelBundle) -> FunctionWorker:
 
 
 __all__ = [
-    "FineTuneJob",
     "ModelCache",
     "SegmentRequest",
     "fine_tune_and_save",

@@ -1,0 +1,128 @@
+"""Training on folders of labelled images: the job behind ``napari-unet train``.
+
+A new model trains from scratch with :data:`SCRATCH_PRESET`; an existing one
+is fine-tuned (``--from``) with :data:`FROM_MODEL_PRESET`, its batch-norm
+statistics frozen.  :func:`train_on_folders` reads the images, prepares the
+training samples, optionally scores the model on validation folders during
+training, and records the data and the command in the new model's provenance.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from napari_unet.core.config import TrainingConfig
+from napari_unet.core.evaluation.evaluate import evaluate_bundle
+from napari_unet.core.io.files import read_labelled_folder
+from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.lineage import image_record
+from napari_unet.core.progress import Progress
+from napari_unet.core.training.loop import Validator, train
+from napari_unet.core.training.samples import prepare_sample
+
+SCRATCH_PRESET = TrainingConfig(steps=3000, learning_rate=2e-3, amp=True)
+"""``napari-unet train`` without ``--from``: a new model."""
+
+FROM_MODEL_PRESET = TrainingConfig(steps=400, learning_rate=5e-4, freeze_norm=True, amp=True)
+"""``napari-unet train --from MODEL``: fine-tuning on labelled folders (batch-norm statistics frozen)."""
+
+
+def folder_config(fine_tuning: bool, **changes: Any) -> TrainingConfig:
+    """:data:`FROM_MODEL_PRESET` or :data:`SCRATCH_PRESET` with ``changes`` (``None`` keeps the preset's)."""
+    preset = FROM_MODEL_PRESET if fine_tuning else SCRATCH_PRESET
+    return replace(preset, **{field: value for field, value in changes.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class LabelledFolders:
+    """Images and their instance labels, in two folders with the same file names.
+
+    Attributes
+    ----------
+    images, labels : path
+        As given (kept so in the provenance).
+    pattern : str
+        Glob selecting image files.
+
+    """
+
+    images: str | os.PathLike[str]
+    labels: str | os.PathLike[str]
+    pattern: str = "*"
+
+    def read(self) -> list[tuple[str, Any, Any]]:
+        """``(name, image, labels)`` for every image (see :func:`~napari_unet.core.io.files.read_labelled_folder`)."""
+        return read_labelled_folder(self.images, self.labels, self.pattern)
+
+
+def train_on_folders(
+    bundle: ModelBundle,
+    training: LabelledFolders,
+    config: TrainingConfig,
+    device: str = "auto",
+    validation: LabelledFolders | None = None,
+    command: str = "",
+) -> Generator[Progress, None, ModelBundle]:
+    """Train a copy of ``bundle`` on labelled folders.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        A new model or the one to fine-tune (left untouched).
+    training : LabelledFolders
+    config : TrainingConfig
+        See :func:`folder_config`.
+    device : str
+    validation : LabelledFolders, optional
+        Scored every ``config.validate_every`` steps and at the end (metrics
+        in the records and the model's provenance).
+    command : str
+        The command line, kept in the provenance.
+
+    Yields
+    ------
+    Progress
+        First one without metrics once the samples are prepared, then one per
+        training step (see :func:`~napari_unet.core.training.loop.train`).
+
+    Returns
+    -------
+    ModelBundle
+
+    Raises
+    ------
+    InputError
+        If a folder cannot be read.
+
+    """
+    pairs = training.read()
+    started = time.perf_counter()
+    samples = [
+        prepare_sample(image, labels, bundle.config, bundle.preprocess, name=name)
+        for name, image, labels in pairs
+    ]
+    yield Progress(
+        0, config.steps, f"prepared {len(samples)} training images in {time.perf_counter() - started:.1f} s"
+    )
+    validate: Validator | None = None
+    if validation is not None:
+        validation_pairs = validation.read()
+
+        def validate(current: ModelBundle) -> dict[str, float]:
+            return evaluate_bundle(current, validation_pairs, device=device)
+
+    provenance = {
+        "data": {"images": str(training.images), "labels": str(training.labels), "pattern": training.pattern},
+        "images": [image_record(name, image) for name, image, _ in pairs],
+        "command": command,
+    }
+    return (
+        yield from train(bundle, samples, config, device=device, validate=validate, provenance=provenance)
+    )
+
+
+__all__ = ["FROM_MODEL_PRESET", "SCRATCH_PRESET", "LabelledFolders", "folder_config", "train_on_folders"]
