@@ -1,15 +1,17 @@
 """The Python API for notebooks and scripts: load, segment, fine-tune, evaluate, save.
 
-These functions are what the widget and the ``napari-unet`` command do, for arrays in
-memory::
+These functions do what the widget and the ``napari-unet`` command do, for arrays in
+memory:
 
-    import napari_unet
+```python
+import napari_unet
 
-    model = napari_unet.load_model("nuclei")
-    labels = napari_unet.segment(image, model, axes="ZYX")
-    tuned = napari_unet.fine_tune(model, [image[30]], [corrected_plane], steps=50)
-    scores = napari_unet.evaluate(tuned, test_images, test_labels)
-    napari_unet.save_model(tuned)  # the next version in your model folder, e.g. nuclei-v1
+model = napari_unet.load_model("nuclei")
+labels = napari_unet.segment(image, model, axes="ZYX")
+tuned = napari_unet.fine_tune(model, [image[30]], [corrected_plane], steps=50)
+scores = napari_unet.evaluate(tuned, test_images, test_labels)
+napari_unet.save_model(tuned)  # the next version in your model folder, e.g. nuclei-v1
+```
 
 ``import napari_unet`` loads no torch; this module is imported the first time one of
 these functions is used.
