@@ -14,6 +14,7 @@ import napari_unet
 from napari_unet.core.evaluation.metrics import average_precision
 from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.files import ModelBundle, ModelFileError
+from napari_unet.core.training.folders import FROM_MODEL_PRESET
 
 Pairs = list[tuple[str, np.ndarray, np.ndarray]]
 
@@ -132,7 +133,9 @@ def test_fine_tune_returns_a_new_version_and_save_model_stores_it(
     assert nuclei.weights_hash() == parent_hash  # the parent is untouched
     assert tuned.weights_hash() != parent_hash
     assert tuned.provenance["parent"] == "nuclei" and tuned.provenance["parent_hash"] == parent_hash
-    assert tuned.provenance["steps"] == 4 and tuned.provenance["training"]["freeze_norm"] is True
+    settings = tuned.provenance["training"]
+    assert tuned.provenance["steps"] == 4 and settings["freeze_norm"] is True
+    assert settings["learning_rate"] == FROM_MODEL_PRESET.learning_rate  # the CLI's train --from defaults
     assert [record["name"] for record in tuned.provenance["images"]] == ["image 0", "image 1"]
 
     stored = napari_unet.save_model(tuned)

@@ -28,14 +28,14 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from napari_unet.core.config import InferenceConfig, TrainingConfig
-from napari_unet.core.devices import choose_device, native_mixed_precision
+from napari_unet.core.config import InferenceConfig
 from napari_unet.core.evaluation.evaluate import evaluate_bundle
 from napari_unet.core.models import files, registry, store
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.lineage import image_record
 from napari_unet.core.progress import Progress, run
 from napari_unet.core.segmentation.segmenter import Segmenter
+from napari_unet.core.training.folders import folder_config
 from napari_unet.core.training.loop import train
 from napari_unet.core.training.samples import prepare_sample
 
@@ -187,12 +187,12 @@ def fine_tune(
     model: Model,
     images: Images,
     labels: Images,
-    steps: int = 400,
+    steps: int | None = None,
     *,
     masks: Sequence[ArrayLike] | None = None,
-    learning_rate: float = 5e-4,
-    batch_size: int = 8,
-    crop_size: int = 192,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    crop_size: int | None = None,
     train_norm: bool = False,
     seed: int = 0,
     device: str = "auto",
@@ -200,9 +200,11 @@ def fine_tune(
 ) -> ModelBundle:
     """Train a copy of a model on labelled 2-D images (the model itself is left untouched).
 
-    The defaults are those of ``napari-unet train --from``: AdamW at a peak learning rate
-    of 5e-4 with warm-up and cosine decay, batch-norm statistics frozen, augmented crops
-    (flips, rotations, scale jitter, elastic deformation, intensity changes).
+    The defaults are those of ``napari-unet train --from``
+    (:data:`~napari_unet.core.training.folders.FROM_MODEL_PRESET`): 400 AdamW steps of 8
+    crops of 192² at a peak learning rate of 5e-4 with warm-up and cosine decay, batch-norm
+    statistics frozen, mixed precision, augmented crops (flips, rotations, scale jitter,
+    elastic deformation, intensity changes).
 
     Parameters
     ----------
@@ -213,14 +215,15 @@ def fine_tune(
         array. A single image may be passed with a single 2-D ``labels`` array.
     labels : list of arrays, or one array of planes
         Instance labels for each image (0 = background), each ``(Y, X)`` integers.
-    steps : int
-        Optimiser steps.
+    steps : int, optional
+        Optimiser steps (default 400).
     masks : list of arrays, optional
         Per image, ``True`` where the labels were checked; elsewhere the image teaches
         nothing. By default every pixel counts, so unlabelled objects are learnt as
         background.
     learning_rate, batch_size, crop_size : optional
-        Peak learning rate, crops per step, crop edge in pixels at the model's scale.
+        Peak learning rate, crops per step, crop edge in pixels at the model's scale
+        (defaults 5e-4, 8, 192).
     train_norm : bool
         Keep updating batch-norm statistics (for large data sets; frozen by default).
     seed : int
@@ -259,14 +262,14 @@ def fine_tune(
         )
         for index, (image, label) in enumerate(pairs)
     ]
-    config = TrainingConfig(
+    config = folder_config(
+        True,
         steps=steps,
         batch_size=batch_size,
         crop_size=crop_size,
         learning_rate=learning_rate,
         seed=seed,
         freeze_norm=not train_norm,
-        amp=native_mixed_precision(choose_device(device)),
     )
     provenance = {"images": [image_record(f"image {i}", image) for i, (image, _) in enumerate(pairs)]}
     return run(train(bundle, samples, config, device=device, provenance=provenance), progress)
