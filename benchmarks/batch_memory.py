@@ -65,7 +65,6 @@ def child(mode: str, path: Path, outdir: Path, args: argparse.Namespace) -> None
 
     from napari_unet.core.batch.local import BatchSettings, segment_files
     from napari_unet.core.config import InferenceConfig
-    from napari_unet.core.io.files import read_image_with_axes, write_labels
     from napari_unet.core.models.registry import load_model, resolve_model
     from napari_unet.core.progress import run
     from napari_unet.core.segmentation.segmenter import Segmenter
@@ -80,9 +79,13 @@ def child(mode: str, path: Path, outdir: Path, args: argparse.Namespace) -> None
         (result,) = run(segment_files([path], outdir, segmenter, BatchSettings(stitch=True, overwrite=True)))
         assert result.status == "done", result.error
     else:
-        image, axes = read_image_with_axes(path)
-        segmentation = run(segmenter.segment(image, axes=axes, stitch=True))
-        write_labels(outdir / path.name, segmentation.labels)
+        with tifffile.TiffFile(path) as tiff:
+            image, axes = tiff.series[0].asarray(), tiff.series[0].axes
+        labels = run(segmenter.segment(image, axes=axes, stitch=True)).labels
+        dtype = np.uint16 if labels.max() <= np.iinfo(np.uint16).max else np.uint32
+        tifffile.imwrite(
+            outdir / path.name, labels.astype(dtype), compression="zlib", photometric="minisblack"
+        )
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"ready_mb": ready, "peak_mb": peak, "seconds": seconds}))

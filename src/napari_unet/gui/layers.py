@@ -14,7 +14,6 @@ from napari_unet.core.segmentation.axes import (
     guess_axes,
     output_axes,
     output_shape,
-    plane_order,
     plane_selector,
     stack_axes,
 )
@@ -71,11 +70,6 @@ def current_plane(viewer: napari.Viewer, layer: napari.layers.Image, axes: str) 
         if a in stack_axes(axes):
             index.append(int(np.clip(round(float(position[i])), 0, shape[i] - 1)))
     return tuple(index)
-
-
-def read_plane(image: Any, axes: str, plane: Plane) -> NDArray[Any]:
-    """One (Y, X) or (C, Y, X) plane of an image, as the model reads it."""
-    return np.asarray(image[plane_selector(axes, plane)]).transpose(plane_order(axes))
 
 
 def labels_plane_selector(axes: str, plane: Plane) -> tuple[int | slice, ...]:

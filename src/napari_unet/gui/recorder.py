@@ -8,6 +8,7 @@ from typing import Any
 import napari
 from qtpy.QtCore import QObject, QTimer
 
+from napari_unet.core.segmentation.axes import read_plane
 from napari_unet.core.training.corrections import (
     Correction,
     CorrectionSet,
@@ -22,7 +23,6 @@ from napari_unet.gui.layers import (
     image_data,
     int32_labels,
     labels_plane_selector,
-    read_plane,
 )
 
 SAVE_DELAY_MS = 300

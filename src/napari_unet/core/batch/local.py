@@ -41,10 +41,11 @@ from napari_unet.core.segmentation.axes import (
     output_shape,
     plane_indices,
     plane_selector,
+    read_plane,
     stack_axes,
 )
-from napari_unet.core.segmentation.postprocess import PlaneNumbering
-from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter, read_plane
+from napari_unet.core.segmentation.postprocess import PlaneNumbering, PlaneOutputs
+from napari_unet.core.segmentation.segmenter import Segmenter
 
 Status = Literal["done", "skipped", "failed"]
 PlaneIndex = tuple[int, ...]

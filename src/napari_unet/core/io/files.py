@@ -1,8 +1,7 @@
-"""TIFF reading and writing, input discovery, output naming, atomic writes."""
+"""Files: input discovery and TIFF reading, output naming, the outline PNG, the user's data folders."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,8 +12,11 @@ import tifffile
 from numpy.typing import NDArray
 
 from napari_unet.core.io.atomic import atomic_path
+from napari_unet.core.segmentation.axes import check_pixel_type
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+OUTLINE_COLOUR = (255, 220, 0)
+"""Outlines in overlays: yellow, seen on grey and on dark backgrounds."""
 
 
 class InputError(ValueError):
@@ -66,46 +68,18 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
     return np.asarray(data)
 
 
-SUPPORTED_KINDS = "biuf"  # bool, signed/unsigned integers, floats
-
-
-def read_image_with_axes(path: str | os.PathLike[str]) -> tuple[NDArray[Any], str]:
-    """Read a TIFF's first series and the axes tifffile reports for it.
-
-    Returns
-    -------
-    (image, axes)
-        ``axes`` uses tifffile's letters (e.g. ``"YX"``, ``"QYX"``, ``"YXS"``,
-        ``"TZCYX"``); :func:`napari_unet.core.segmentation.axes.normalise_axes` maps them.
-
-    Raises
-    ------
-    InputError
-        If the file cannot be read, is empty or has an unsupported dtype.
-
-    """
-    path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            if not tiff.series:
-                raise InputError(f"{path}: the TIFF holds no image")
-            series = tiff.series[0]
-            data = series.asarray()
-            axes = series.axes
-    except InputError:
-        raise
-    except Exception as error:  # any decoder error (zlib, lzw, ...) means an unreadable file
-        raise unreadable_tiff(path, error) from None
-    check_pixels(data, str(path))
-    return np.asarray(data), axes
-
-
 def check_pixels(data: Any, name: str) -> None:
-    """Raise :class:`InputError` unless ``data`` is a non-empty, real-valued 2-D+ array."""
+    """Raise :class:`InputError` unless ``data`` is a non-empty 2-D+ array of a supported pixel type.
+
+    Supported: bool, integer and floating point (see
+    :func:`~napari_unet.core.segmentation.axes.check_pixel_type`).
+    """
     if data.size == 0:
         raise InputError(f"{name}: the image is empty (shape {tuple(data.shape)})")
-    if np.dtype(data.dtype).kind not in SUPPORTED_KINDS:
-        raise InputError(f"{name}: unsupported pixel type {data.dtype}")
+    try:
+        check_pixel_type(data.dtype)
+    except ValueError as error:
+        raise InputError(f"{name}: {error}") from None
     if data.ndim < 2:
         raise InputError(f"{name}: an image needs at least 2 dimensions, got shape {tuple(data.shape)}")
 
@@ -136,43 +110,6 @@ def output_path(input_path: str | os.PathLike[str], outdir: str | os.PathLike[st
     else:
         name = Path(name).stem
     return Path(outdir) / f"{name}.tif"
-
-
-def label_dtype(max_label: int) -> np.dtype[Any]:
-    """Smallest unsigned dtype (uint16 or uint32) that holds ``max_label``."""
-    return np.dtype(np.uint16) if max_label <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
-
-
-def write_labels(
-    path: str | os.PathLike[str],
-    labels: NDArray[np.integer],
-    metadata: dict[str, Any] | None = None,
-) -> Path:
-    """Write an instance label image atomically, zlib-compressed.
-
-    Parameters
-    ----------
-    path : path
-        Final file name.
-    labels : ndarray of int
-        Any shape; stored as uint16 or uint32 depending on the largest label.
-    metadata : dict, optional
-        JSON-serialisable provenance, stored in the TIFF's ImageDescription.
-
-    """
-    labels = np.asarray(labels)
-    dtype = label_dtype(int(labels.max()) if labels.size else 0)
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(
-            tmp,
-            labels.astype(dtype, copy=False),
-            compression="zlib",
-            photometric="minisblack",
-            description=json.dumps(metadata or {}),
-            metadata=None,
-            bigtiff=labels.nbytes > 2**31,
-        )
-    return Path(path)
 
 
 def read_labelled_folder(
@@ -218,7 +155,13 @@ def read_labelled_folder(
     return pairs
 
 
-def write_overlay(path: str | os.PathLike[str], plane: NDArray[Any], labels: NDArray[np.integer]) -> Path:
+def write_overlay(
+    path: str | os.PathLike[str],
+    plane: NDArray[Any],
+    labels: NDArray[np.integer],
+    beside: bool = False,
+    max_height: int | None = None,
+) -> Path:
     """Write a PNG of ``plane`` with the outlines of ``labels`` in yellow, atomically.
 
     Parameters
@@ -226,18 +169,58 @@ def write_overlay(path: str | os.PathLike[str], plane: NDArray[Any], labels: NDA
     path : path
         The ``.png`` file to write.
     plane : ndarray, shape (Y, X) or (C, Y, X)
-        Intensities of any real dtype; shown with a 1-99.8 percentile stretch.
+        Intensities of any real dtype; shown grey (channels averaged) with a
+        1-99.8 percentile stretch.
     labels : ndarray of int, shape (Y, X)
+    beside : bool
+        Show the plane without outlines to the left of the outlined one (a
+        model's cover image).
+    max_height : int, optional
+        Shrink the picture (anti-aliased, aspect ratio kept) to at most this
+        many rows.
 
     """
     import imageio.v3 as iio
     from skimage.segmentation import find_boundaries
+    from skimage.transform import resize
 
     from napari_unet.core.segmentation.preprocess import match_channels, percentile_normalise
 
     grey = match_channels(percentile_normalise(plane if plane.ndim == 3 else plane[None]), 1)[0]
-    rgb = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
-    rgb[find_boundaries(labels, mode="inner")] = (255, 220, 0)
+    plain = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    rgb = plain.copy()
+    rgb[find_boundaries(labels, mode="inner")] = OUTLINE_COLOUR
+    if beside:
+        rgb = np.concatenate([plain, rgb], axis=1)
+    if max_height is not None and rgb.shape[0] > max_height:
+        width = round(rgb.shape[1] * max_height / rgb.shape[0])
+        shrunk = resize(rgb, (max_height, width), order=1, anti_aliasing=True)  # floats in [0, 1]
+        rgb = (np.clip(shrunk, 0, 1) * 255).astype(np.uint8)
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, rgb, extension=".png")
     return Path(path)
+
+
+def user_data_folder(name: str, environment: str) -> Path:
+    """A folder of napari-unet's in the platform's user data folder, or where ``$environment`` says.
+
+    Parameters
+    ----------
+    name : str
+        Sub-folder of the user data folder (e.g. ``"models"``), used unless
+        the environment variable is set.
+    environment : str
+        Name of the environment variable that overrides the location.
+
+    Returns
+    -------
+    Path
+        Not created here.
+
+    """
+    override = os.environ.get(environment)
+    if override:
+        return Path(override)
+    from platformdirs import user_data_path
+
+    return user_data_path("napari-unet", appauthor=False) / name

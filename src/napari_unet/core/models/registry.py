@@ -6,6 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from napari_unet.core.io.files import user_data_folder
 from napari_unet.core.models.bioimageio.reader import load_package
 from napari_unet.core.models.files import (
     ModelBundle,
@@ -58,13 +59,8 @@ def bundled_model_path(name: str) -> Path:
 
 
 def user_model_dir() -> Path:
-    """Folder of the user's own models: ``$NAPARI_UNET_MODEL_DIR`` or the platform's data folder."""
-    override = os.environ.get(USER_MODEL_DIR_ENV)
-    if override:
-        return Path(override)
-    from platformdirs import user_data_path
-
-    return user_data_path("napari-unet", appauthor=False) / "models"
+    """Folder of the user's own models: ``$NAPARI_UNET_MODEL_DIR`` or ``models`` in the platform's data folder."""
+    return user_data_folder("models", USER_MODEL_DIR_ENV)
 
 
 def user_models() -> dict[str, Path]:

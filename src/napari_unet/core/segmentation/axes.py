@@ -1,8 +1,9 @@
-"""Axis strings: guessing them from a shape, checking them, and walking and reading planes.
+"""Image arrays: axis strings (guessed from a shape, checked), walking and reading planes, pixel types.
 
 Axes are written as in tifffile and OME: ``Y`` and ``X`` are the plane, ``C``
 is channels (colour samples included), ``Z`` and ``T`` (and any other letter)
-are stack axes segmented plane by plane.
+are stack axes segmented plane by plane.  Pixels may be bool, integer or
+floating point (:func:`check_pixel_type`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,23 @@ CHANNEL = "C"
 _TIFFFILE_ALIASES = {"S": "C"}
 _UNNAMED_STACKS = "IQ"  # tifffile's "image sequence" and "unknown": one letter for every such axis
 _STACK_NAMES = "ZTUVWABDEFGHJKLMNOPR"
+PIXEL_KINDS = "biuf"
+"""numpy dtype kinds an image may hold: bool, signed and unsigned integers, floating point."""
+
+
+def check_pixel_type(dtype: Any) -> None:
+    """Accept bool, integer and floating-point pixels.
+
+    Raises
+    ------
+    ValueError
+        For complex, text, date, object and other pixel types.
+
+    """
+    if np.dtype(dtype).kind not in PIXEL_KINDS:
+        raise ValueError(
+            f"unsupported pixel type {np.dtype(dtype)}: images must hold bool, integer or float values"
+        )
 
 
 def guess_axes(shape: tuple[int, ...]) -> str:

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
+from napari_unet.core.segmentation.axes import check_pixel_type
+
 _PERCENTILE_SAMPLE = 2**22
 _RGB_TO_GREY = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 
@@ -16,21 +18,6 @@ CLIP_RANGE = (-5.0, 20.0)
 """Bounds of normalised intensities.  Real images stay well inside (-0.6 to 3.8 over the shared
 nuclei, cells and EM sets) and training shows the network about -2.5 to 15; with the bundled
 nuclei model a single pixel at -8 or at 100 and beyond adds an object around it."""
-
-
-def check_pixel_type(dtype: np.dtype[Any]) -> None:
-    """Accept bool, integer and floating-point pixels.
-
-    Raises
-    ------
-    ValueError
-        For complex, text, date, object and other pixel types.
-
-    """
-    if np.dtype(dtype).kind not in "biuf":
-        raise ValueError(
-            f"unsupported pixel type {np.dtype(dtype)}: images must hold bool, integer or float values"
-        )
 
 
 def _percentiles(values: NDArray[np.floating[Any]], low: float, high: float) -> tuple[float, float]:
@@ -67,7 +54,8 @@ def percentile_normalise(
     Raises
     ------
     ValueError
-        For pixel types other than bool, integer and float (see :func:`check_pixel_type`).
+        For pixel types other than bool, integer and float
+        (see :func:`~napari_unet.core.segmentation.axes.check_pixel_type`).
 
     """
     raw = np.asarray(image)

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from napari_unet.core.io.atomic import atomic_path
+from napari_unet.core.io.files import user_data_folder
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.segmentation.sizing import median_diameter
 from napari_unet.core.training.samples import TrainingSample, prepare_sample
@@ -45,12 +46,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 def default_corrections_dir() -> Path:
     """``$NAPARI_UNET_CORRECTIONS_DIR`` or ``corrections`` in the platform's user data folder."""
-    override = os.environ.get(CORRECTIONS_DIR_ENV)
-    if override:
-        return Path(override)
-    from platformdirs import user_data_path
-
-    return user_data_path("napari-unet", appauthor=False) / "corrections"
+    return user_data_folder("corrections", CORRECTIONS_DIR_ENV)
 
 
 def image_fingerprint(image: Any) -> str:

@@ -51,6 +51,7 @@ from numpy.typing import NDArray
 from napari_unet import __version__
 from napari_unet.core.config import to_dict
 from napari_unet.core.io.atomic import atomic_path
+from napari_unet.core.io.files import write_overlay
 from napari_unet.core.models.files import (
     ModelBundle,
     model_header,
@@ -235,22 +236,11 @@ def _test_input(bundle: ModelBundle, image: NDArray[Any] | None) -> NDArray[np.f
 
 def _cover(path: Path, image: NDArray[np.float32], outputs: NDArray[np.float32], bundle: ModelBundle) -> None:
     """Input beside the instance labels' outlines over it: a 2:1 PNG at most 256 px high."""
-    import imageio.v3 as iio
-    from skimage.segmentation import find_boundaries
-    from skimage.transform import resize
-
     from napari_unet.core.segmentation.postprocess import labels_from_outputs
 
     labels = labels_from_outputs(outputs, bundle.config.heads, bundle.postprocess)
-    grey = np.clip(scale_range(image[:1], 1.0, 99.8)[0], 0, 1)
-    left = np.repeat(grey[..., None], 3, axis=-1)
-    right = left.copy()
-    right[find_boundaries(labels, mode="inner")] = (1.0, 0.86, 0.0)
-    cover = np.concatenate([left, right], axis=1)
-    if cover.shape[0] > COVER_HEIGHT:  # bioimage.io asks for covers under 500 kB
-        width = round(cover.shape[1] * COVER_HEIGHT / cover.shape[0])
-        cover = resize(cover, (COVER_HEIGHT, width), order=1, anti_aliasing=True)
-    iio.imwrite(path, (np.clip(cover, 0, 1) * 255).astype(np.uint8), extension=".png")
+    # bioimage.io asks for covers under 500 kB
+    write_overlay(path, image[:1], labels, beside=True, max_height=COVER_HEIGHT)
 
 
 def _torchscript(
