@@ -201,9 +201,10 @@ def test_labels_edited_while_fine_tuning_are_kept_and_used_next_round(
     widget.finetune.stop(keep=True)
     wait_idle(qtbot, widget)
     assert len(list_versions()) == 1
-    # the saved version did not re-segment over the edit made while it trained
+    # the saved version segmented the image around the edits, the one made while it trained too
     assert labels_layer.data[200, 200] == 4242 and labels_layer.data[20, 20] == 999
-    assert "edits made while it trained are kept" in widget._status.value
+    assert f"with {list_versions()[0].name}" in widget._status.value
+    assert "corrections on 1 plane(s) are kept" in widget._status.value
     on_disk = saved_corrections(private_folders / "corrections")
     assert any(c.labels[200, 200] == 4242 for c in on_disk)
 

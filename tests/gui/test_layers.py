@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Image, Labels
 
-from napari_unet.gui.layers import EditTracker, labels_transform, layer_axes
+from napari_unet.gui.layers import (
+    EditTracker,
+    labels_plane_selector,
+    labels_transform,
+    layer_axes,
+    read_plane,
+    replace_labels,
+)
 
 
 def test_layer_axes_follow_napari_rgb():
@@ -21,6 +28,13 @@ def test_labels_transform_drops_the_channel_axis():
     assert labels_transform(rgb, "YXC")["scale"] == (2.0, 3.0)
 
 
+def test_read_plane_gives_channels_first():
+    stack = np.arange(2 * 4 * 5 * 3).reshape(2, 4, 5, 3)
+    plane = read_plane(stack, "ZYXC", (1,))
+    assert plane.shape == (3, 4, 5)
+    np.testing.assert_array_equal(plane[2], stack[1, :, :, 2])
+
+
 def test_edit_tracker_records_brush_fill_and_setitem_per_plane():
     layer = Labels(np.zeros((3, 32, 32), np.int32))
     layer.data[2, 10:20, 10:20] = 4
@@ -35,9 +49,24 @@ def test_edit_tracker_records_brush_fill_and_setitem_per_plane():
     assert calls[-1] == {(1,)}
     assert tracker.edited_planes() == {(0,), (1,), (2,)}
     layer.data[0, 0, 0] = 5  # a write by the plugin is not an edit
-    assert len(calls) == 3
-    tracker.forget([(2,)])
-    assert tracker.edited_planes() == {(0,), (1,)}
+    with tracker.paused():
+        layer.data_setitem((np.array([1]), np.array([30]), np.array([30])), 3)
+    assert len(calls) == 3 and not tracker.plane((1,))[30, 30]
     tracker.disconnect()
     layer.paint((0, 20, 20), 1)
     assert len(calls) == 3
+
+
+def test_replace_labels_is_one_undo_step_of_the_changed_pixels():
+    layer = Labels(np.zeros((3, 16, 16), np.int32))
+    layer.brush_size = 3
+    layer.paint((1, 8, 8), 5)  # a person's stroke, then the plugin writes planes 1 and 2
+    before = layer.data.copy()
+    planes = [np.full((16, 16), 2, np.int32), np.eye(16, dtype=np.int32) * 7]
+    replace_labels(layer, [labels_plane_selector("ZYX", (i,)) for i in (1, 2)], planes)
+    np.testing.assert_array_equal(layer.data[1], planes[0])
+    np.testing.assert_array_equal(layer.data[2], planes[1])
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)  # the write is undone, the stroke stays
+    layer.redo()
+    np.testing.assert_array_equal(layer.data[2], planes[1])

@@ -6,8 +6,13 @@ results are read from the layers.  Private attributes are only read, to assert.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from qtpy.QtWidgets import QAbstractSpinBox, QLabel, QPushButton
+from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QLabel, QMessageBox, QPushButton, QToolButton
+from scipy import ndimage as ndi
+
+from napari_unet.core.models.registry import bundled_model_path
+from napari_unet.core.models.store import list_versions
 
 SEGMENT_TIMEOUT_MS = 60_000
 
@@ -27,7 +32,22 @@ def button(widget, text: str) -> QPushButton:
 def click(widget, text: str) -> None:
     target = button(widget, text)
     assert target.isEnabled(), f"{text!r} is disabled"
+    assert target.isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
     target.click()
+
+
+def unfold(widget, title: str) -> None:
+    """Click a folded section's title (nothing to do where the dock has no such section)."""
+    for header in widget.native.findChildren(QToolButton):
+        if header.text() == title and header.isCheckable() and not header.isChecked():
+            header.click()
+
+
+def choose(widget, item: str) -> None:
+    """Pick ``item`` in the combo box that lists it, as a person would."""
+    boxes = [b for b in widget.native.findChildren(QComboBox) if b.findText(item) >= 0]
+    assert len(boxes) == 1, f"{len(boxes)} combo boxes list {item!r}"
+    boxes[0].setCurrentIndex(boxes[0].findText(item))
 
 
 def spin_box(widget, label: str) -> QAbstractSpinBox:
@@ -61,9 +81,53 @@ def segment(qtbot, widget) -> None:
     wait_idle(qtbot, widget)
 
 
+def correct(labels) -> np.ndarray:
+    """Erase the largest object, paint a disc, fill another object with a new id, set a few pixels.
+
+    All through the layer's own tools; returns the pixels the person changed.
+    """
+    before = labels.data.copy()
+    ids, sizes = np.unique(before[before > 0], return_counts=True)
+    erased, relabelled = ids[np.argsort(sizes)[-2:]][::-1]
+    labels.fill(tuple(np.argwhere(before == erased)[0]), 0)
+    labels.fill(tuple(np.argwhere(before == relabelled)[0]), int(before.max()) + 2)
+    free = ndi.distance_transform_edt(before == 0)
+    centre = np.unravel_index(np.argmax(free), free.shape)
+    labels.brush_size = 9
+    labels.paint(centre, int(before.max()) + 1)  # the next id: a new prediction may use it too
+    corner = np.argwhere(free[:, :] > 4)[0]
+    square = np.mgrid[corner[0] - 2 : corner[0] + 2, corner[1] - 2 : corner[1] + 2].reshape(2, -1)
+    labels.data_setitem(tuple(square), int(before.max()) + 3)
+    changed = labels.data != before
+    assert changed[before == erased].all() and (labels.data[changed] > 0).any()
+    return changed
+
+
+def assert_drawn_kept(labels, drawn: np.ndarray, changed: np.ndarray) -> None:
+    """Every changed pixel shows what was drawn; each drawn id means the drawn object only."""
+    shown = labels.data
+    assert (shown[changed] == drawn[changed]).mean() == 1.0
+    for label in np.unique(drawn[changed]):
+        if label:
+            np.testing.assert_array_equal(shown == label, drawn == label)
+
+
 @pytest.fixture
 def viewer(make_napari_viewer):
     return make_napari_viewer()
+
+
+@pytest.fixture
+def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The person answers Yes to every question; the questions asked are listed."""
+    asked: list[str] = []
+
+    def yes(parent, title, text, *rest):
+        asked.append(text)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", yes)
+    return asked
 
 
 def test_image_opened_before_the_widget_is_segmented(qtbot, viewer, nuclei_image, shown_messages):
@@ -96,3 +160,63 @@ def test_widget_starts_with_the_selected_image(viewer, nuclei_image):
     _, widget = open_widget(viewer)
     assert widget._image.value is first
     assert widget._axes.value == "YX"
+
+
+def test_corrections_stay_through_fine_tune_previous_version_and_segment(
+    qtbot, viewer, nuclei_image, answers, shown_messages
+):
+    viewer.add_image(nuclei_image, name="cells")
+    _, widget = open_widget(viewer)
+    segment(qtbot, widget)
+    labels = viewer.layers["cells labels"]
+    segmented = labels.data.copy()
+    changed = correct(labels)
+    drawn = labels.data.copy()
+    bundled = str(bundled_model_path("nuclei"))
+    assert widget.model.path == bundled
+
+    unfold(widget, "Fine-tune")
+    spin_box(widget, "Steps").setValue(3)
+    click(widget, "Fine-tune")
+    qtbot.waitUntil(lambda: len(list_versions()) == 1, timeout=120_000)
+    wait_idle(qtbot, widget)
+    version = list_versions()[0]
+    assert widget.model.path == str(version.path), "the new version is selected"
+    assert_drawn_kept(labels, drawn, changed)
+    assert f"with {version.name}" in status(widget), "the image was segmented with it"
+    after_fine_tune = labels.data.copy()
+
+    labels.undo()  # Ctrl+Z undoes the re-segmentation as one step
+    np.testing.assert_array_equal(labels.data, drawn)
+    labels.redo()
+    np.testing.assert_array_equal(labels.data, after_fine_tune)
+
+    click(widget, "Previous version")
+    wait_idle(qtbot, widget)
+    assert widget.model.path == bundled
+    assert "with nuclei:" in status(widget) or "with nuclei." in status(widget)
+    assert_drawn_kept(labels, drawn, changed)
+    # away from the corrections, the bundled model's own labels are back
+    untouched = ~np.isin(segmented, np.unique(segmented[changed])) & ~changed
+    np.testing.assert_array_equal(labels.data[untouched] > 0, segmented[untouched] > 0)
+
+    click(widget, "Segment")
+    wait_idle(qtbot, widget)
+    assert len(answers) == 1 and "What you drew stays" in answers[0]
+    assert_drawn_kept(labels, drawn, changed)
+    assert "corrections on 1 plane(s) are kept" in status(widget)
+
+
+def test_corrections_stay_after_showing_another_image(qtbot, viewer, nuclei_image, answers):
+    viewer.add_image(nuclei_image, name="cells")
+    _, widget = open_widget(viewer)
+    segment(qtbot, widget)
+    labels = viewer.layers["cells labels"]
+    changed = correct(labels)
+    drawn = labels.data.copy()
+    viewer.add_image(nuclei_image[:64, :64].copy(), name="crop")  # the widget follows it
+    choose(widget, "cells")
+    click(widget, "Segment")
+    wait_idle(qtbot, widget)
+    assert_drawn_kept(labels, drawn, changed)
+    assert len(answers) == 1

@@ -60,6 +60,7 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
 
     erased = correct(qtbot, labels_layer)
     assert not (labels_layer.data == erased).any() and labels_layer.data[20, 20] == 999
+    painted = labels_layer.data == 999
     corrections = private_folders / "corrections"
     qtbot.waitUntil(lambda: len(list(corrections.rglob("*.npz"))) == 1, timeout=5000)
     saved = CorrectionStore(corrections).load(CorrectionStore(corrections).keys()[0])
@@ -80,9 +81,10 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     assert tuned.provenance["parent_source"] == parent_path
     assert tuned.weights_hash() != parent.weights_hash()
     assert len(widget.finetune.loss_plot.values) == 3  # one per step
-    # re-segmented with the new version: the painted object is gone, the corrections are kept on disk
+    # re-segmented with the new version around the corrections, which stay on screen and on disk
     assert widget.postprocess._cache.model_path == str(versions[0].path)
-    assert not (labels_layer.data == 999).any()
+    np.testing.assert_array_equal(labels_layer.data == 999, painted)
+    assert not labels_layer.data[segmented == erased].any()
     assert labels_layer.data.max() > 0
     assert len(list(corrections.rglob("*.npz"))) == 1
     assert widget.questions == []
@@ -149,7 +151,7 @@ def test_stop_and_keep_saves_a_version(qtbot, viewer_and_widget, nuclei_image):
     assert widget.model.path == str(versions[0].path)
 
 
-def test_segment_asks_before_replacing_corrections(qtbot, viewer_and_widget, nuclei_image):
+def test_segment_asks_before_segmenting_corrected_planes(qtbot, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     correct(qtbot, labels_layer)
@@ -157,13 +159,13 @@ def test_segment_asks_before_replacing_corrections(qtbot, viewer_and_widget, nuc
     widget._axes.value = "yx"  # retyping the same axes keeps the edits
     assert widget.recorder.edited_planes() == {()}
     assert widget.segment() is None  # the person said no
-    assert len(widget.questions) == 1 and "corrections" in widget.questions[0]
+    assert len(widget.questions) == 1 and "corrected plane" in widget.questions[0]
     np.testing.assert_array_equal(labels_layer.data, corrected)
     widget.confirm = lambda question: True
     assert widget.segment() is not None
     wait_segmented(qtbot, widget)
-    assert not (labels_layer.data == 999).any()
-    assert widget.recorder.edited_planes() == set()
+    np.testing.assert_array_equal(labels_layer.data == 999, corrected == 999)  # what was drawn stays
+    assert widget.recorder.edited_planes() == {()}
 
 
 def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nuclei_image, monkeypatch):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import napari
@@ -14,6 +15,7 @@ from napari_unet.core.segmentation.axes import (
     guess_axes,
     output_axes,
     output_shape,
+    plane_order,
     plane_selector,
     stack_axes,
 )
@@ -22,6 +24,13 @@ from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter
 
 Plane = tuple[int, ...]
 _STACK_NAMES = "ZTUVW"
+
+UNDO_PIXELS = 4_000_000
+"""A write of up to this many changed pixels is one step that Ctrl+Z undoes.
+
+napari keeps each step's indices and old values (~30 bytes a pixel in 3-D);
+larger writes go to the layer directly and cannot be undone.
+"""
 
 
 def labels_name(image_layer: napari.layers.Image) -> str:
@@ -72,6 +81,11 @@ def current_plane(viewer: napari.Viewer, layer: napari.layers.Image, axes: str) 
     return tuple(index)
 
 
+def read_plane(image: Any, axes: str, plane: Plane) -> NDArray[Any]:
+    """One (Y, X) or (C, Y, X) plane of an image, as the model reads it."""
+    return np.asarray(image[plane_selector(axes, plane)]).transpose(plane_order(axes))
+
+
 def labels_plane_selector(axes: str, plane: Plane) -> tuple[int | slice, ...]:
     """Index of one plane in the label image of an image with ``axes``."""
     return plane_selector(output_axes(axes), plane)
@@ -115,6 +129,52 @@ def widen_for(layer: napari.layers.Labels, max_label: int) -> None:
         layer.data = np.asarray(layer.data).astype(np.int32)
 
 
+def replace_labels(
+    layer: napari.layers.Labels,
+    selectors: Sequence[tuple[int | slice, ...]],
+    values: Sequence[NDArray[np.integer[Any]]],
+) -> None:
+    """Write ``values`` into ``layer`` at ``selectors``, as one step that Ctrl+Z undoes.
+
+    Only the pixels that change are written, through the layer's own
+    ``data_setitem`` (which records them for undo and emits ``paint``: wrap
+    the call in :meth:`EditTracker.paused` so they are not taken for a
+    person's edits).  More than :data:`UNDO_PIXELS` changed pixels are
+    written directly, without undo.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    selectors : sequence of tuple
+        Each an index of ints and full slices (see :func:`labels_plane_selector`).
+    values : sequence of ndarray of int
+        What goes at each selector, shaped as ``layer.data[selector]``.
+
+    """
+    changes = []
+    for selector, value in zip(selectors, values, strict=True):
+        where = np.nonzero(np.asarray(layer.data[selector]) != value)
+        if where[0].size:
+            changes.append((selector, where, np.asarray(value)[where]))
+    changed = sum(where[0].size for _, where, _ in changes)
+    if not changed:
+        return
+    if changed > UNDO_PIXELS:
+        for selector, value in zip(selectors, values, strict=True):
+            layer.data[selector] = value
+        layer.refresh()
+        return
+    indices: list[list[NDArray[np.intp]]] = [[] for _ in range(layer.data.ndim)]
+    for selector, where, _ in changes:
+        spatial = iter(where)
+        for dim, part in enumerate(selector):
+            n = where[0].size
+            indices[dim].append(np.full(n, part, np.intp) if isinstance(part, int) else next(spatial))
+    layer.data_setitem(
+        tuple(np.concatenate(parts) for parts in indices), np.concatenate([new for _, _, new in changes])
+    )
+
+
 def relabel(
     segmenter: Segmenter,
     outputs: dict[Plane, PlaneOutputs],
@@ -156,13 +216,25 @@ class EditTracker:
         self.edited = np.zeros(layer.data.shape, bool)
         self._stack_dims = tuple(i for i, a in enumerate(self.axes) if a in stack_axes(self.axes))
         self._on_edit = on_edit
+        self._paused = False
         layer.events.paint.connect(self._on_paint)
 
     def disconnect(self) -> None:
         """Stop listening to the layer."""
         self.layer.events.paint.disconnect(self._on_paint)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Within, changes to the layer are not edits (the plugin writes through ``data_setitem``)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
     def _on_paint(self, event: Any) -> None:
+        if self._paused:
+            return
         touched = np.zeros(self.edited.shape, bool)
         for atom in event.value:
             if hasattr(atom, "slice_key"):  # mask-based edit: paint, fill, polygon
@@ -188,11 +260,3 @@ class EditTracker:
     def edited_planes(self) -> set[Plane]:
         """Planes with at least one edited pixel."""
         return self._planes_of(self.edited)
-
-    def forget(self, planes: Iterable[Plane] | None = None) -> None:
-        """Treat ``planes`` (default all) as unedited, e.g. after they were segmented afresh."""
-        if planes is None:
-            self.edited[...] = False
-            return
-        for plane in planes:
-            self.edited[plane_selector(self.axes, plane)] = False

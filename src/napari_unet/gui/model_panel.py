@@ -88,6 +88,8 @@ class ModelPanel(Container):
     models : ModelCache
     report : callable
         Shows a one-line status message.
+    on_previous : callable, optional
+        Called after "Previous version" selected the earlier model.
 
     Attributes
     ----------
@@ -97,11 +99,17 @@ class ModelPanel(Container):
 
     """
 
-    def __init__(self, models: ModelCache, report: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        models: ModelCache,
+        report: Callable[[str], None],
+        on_previous: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(labels=True)
         self.margins = (0, 0, 0, 0)
         self._models = models
         self._report = report
+        self._on_previous = on_previous
         self._extra: dict[str, str] = {}
         self.ask_model_file: Callable[[], str | None] = _ask_model_file
         self.ask_new_name: Callable[[str], str | None] = _ask_new_name
@@ -200,6 +208,8 @@ class ModelPanel(Container):
             return
         self.select(parent)
         self._report(f"Selected the previous version, {Path(parent).stem}.")
+        if self._on_previous is not None:
+            self._on_previous()
 
     # -- managing the store ------------------------------------------------------------------
     def _stored_name(self) -> str | None:

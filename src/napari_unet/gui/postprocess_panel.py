@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import napari
 from magicgui.widgets import Container, FloatSlider, SpinBox
@@ -12,7 +12,11 @@ from qtpy.QtCore import QTimer
 
 from napari_unet.core.config import PostprocessConfig
 from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmentation, Segmenter
-from napari_unet.gui.layers import Plane, labels_name, labels_plane_selector, relabel
+from napari_unet.gui.layers import Plane, labels_name, relabel
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 RELABEL_DELAY_MS = 120
 """A slider drag re-labels once it pauses this long, not at every pixel of the drag."""
@@ -39,8 +43,10 @@ class PostprocessPanel(Container):
     Parameters
     ----------
     viewer : napari.viewer.Viewer
-    kept_planes : callable
-        Given an image layer, the planes whose labels must not change (corrected ones).
+    show_labels : callable
+        Shows new labels: given the image layer, its result layer, the axes,
+        the planes and their labels; keeps what the person corrected and
+        returns the number of corrected planes among them.
     report : callable
         Shows a one-line status message.
 
@@ -49,13 +55,15 @@ class PostprocessPanel(Container):
     def __init__(
         self,
         viewer: napari.viewer.Viewer,
-        kept_planes: Callable[[napari.layers.Image], set[Plane]],
+        show_labels: Callable[
+            [napari.layers.Image, napari.layers.Labels, str, list[Plane], list[NDArray[np.int32]]], int
+        ],
         report: Callable[[str], None],
     ) -> None:
         super().__init__(labels=True)
         self.margins = (0, 0, 0, 0)
         self._viewer = viewer
-        self._kept_planes = kept_planes
+        self._show_labels = show_labels
         self._report = report
         self._cache: _Cache | None = None
         self._defaults = PostprocessConfig()  # the chosen model's own settings, once known
@@ -191,11 +199,9 @@ class PostprocessPanel(Container):
         name = labels_name(cache.image_layer)
         if name not in self._viewer.layers:
             return
-        labels_layer = self._viewer.layers[name]
-        kept = self._kept_planes(cache.image_layer)
-        for plane, labels in relabel(cache.segmenter, cache.outputs, cache.stitch, config).items():
-            if plane not in kept:
-                labels_layer.data[labels_plane_selector(cache.axes, plane)] = labels
-        labels_layer.refresh()
-        note = f" ({len(kept)} corrected plane(s) kept as they are)" if kept else ""
+        labels = relabel(cache.segmenter, cache.outputs, cache.stitch, config)
+        kept = self._show_labels(
+            cache.image_layer, self._viewer.layers[name], cache.axes, list(labels), list(labels.values())
+        )
+        note = f" (what you drew on {kept} plane(s) is kept)" if kept else ""
         self._report(f"Post-processing updated{note}.")

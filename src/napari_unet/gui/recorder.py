@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import napari
+import numpy as np
+from numpy.typing import NDArray
 from qtpy.QtCore import QObject, QTimer
 
-from napari_unet.core.segmentation.axes import read_plane
 from napari_unet.core.training.corrections import (
     Correction,
     CorrectionSet,
     CorrectionStore,
+    corrected_region,
     image_fingerprint,
     image_key,
+    keep_corrections,
 )
 from napari_unet.gui.layers import (
     EditTracker,
@@ -23,6 +29,8 @@ from napari_unet.gui.layers import (
     image_data,
     int32_labels,
     labels_plane_selector,
+    read_plane,
+    replace_labels,
 )
 
 SAVE_DELAY_MS = 300
@@ -31,6 +39,10 @@ SAVE_DELAY_MS = 300
 
 class CorrectionRecorder:
     """Tracks edits on one image's result layer and writes each edited plane to the store.
+
+    What a person edited stays theirs: a re-segmentation shows the new
+    prediction only outside the corrected regions (:meth:`keep_corrections`),
+    and a result layer's edits are remembered while another image is shown.
 
     Parameters
     ----------
@@ -53,6 +65,8 @@ class CorrectionRecorder:
         self.key = ""
         self.tracker: EditTracker | None = None
         self._fully_reviewed: set[Plane] = set()
+        # edits of result layers not tracked now (another image is shown), by id of the layer
+        self._earlier: dict[int, tuple[weakref.ref[Any], NDArray[np.bool_], set[Plane]]] = {}
         self._generation: dict[tuple[str, Plane], int] = {}
         self._dirty: set[Plane] = set()
         # one writer thread: files are written in the order edits were made, off the GUI thread
@@ -88,17 +102,41 @@ class CorrectionRecorder:
                 return
         self.detach()
         self.tracker = EditTracker(labels_layer, self.axes, self._on_edit)
+        reference, edited, reviewed = self._earlier.pop(id(labels_layer), (None, None, set()))
+        if reference is not None and reference() is labels_layer and edited.shape == labels_layer.data.shape:
+            self.tracker.edited, self._fully_reviewed = edited, reviewed
 
     def detach(self) -> None:
-        """Stop tracking the result layer."""
+        """Stop tracking the result layer (its edits are remembered should it be tracked again)."""
+        self._earlier = {k: v for k, v in self._earlier.items() if v[0]() is not None}
         if self.tracker is not None:
             self.tracker.disconnect()
+            if self.tracker.edited.any() or self._fully_reviewed:
+                layer = self.tracker.layer
+                self._earlier[id(layer)] = (
+                    weakref.ref(layer),
+                    self.tracker.edited,
+                    set(self._fully_reviewed),
+                )
             self.tracker = None
-        self._fully_reviewed.clear()
+        self._fully_reviewed = set()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Within, changes to the tracked layer are the plugin's, not edits."""
+        if self.tracker is None:
+            yield
+            return
+        with self.tracker.paused():
+            yield
 
     def edited_planes(self) -> set[Plane]:
         """Planes of the current result layer with edits."""
         return self.tracker.edited_planes() if self.tracker is not None else set()
+
+    def corrected_planes(self) -> set[Plane]:
+        """Planes of the current result layer with edits or marked fully reviewed."""
+        return self.edited_planes() | self._fully_reviewed if self.tracker is not None else set()
 
     def _on_edit(self, planes: set[Plane]) -> None:
         self.edit_count += 1
@@ -170,14 +208,65 @@ class CorrectionRecorder:
         source = getattr(self.image_layer.source, "path", None)
         return {"image": self.image_layer.name, "source": str(source or ""), "axes": self.axes}
 
+    def corrected_region(self, plane: Plane) -> NDArray[np.bool_] | None:
+        """Pixels of ``plane`` the person set (``None`` if none), shape (Y, X).
+
+        See :func:`~napari_unet.core.training.corrections.corrected_region`.
+        """
+        if self.tracker is None:
+            return None
+        edited = self.tracker.plane(plane)
+        reviewed = plane in self._fully_reviewed
+        if not reviewed and not edited.any():
+            return None
+        drawn = np.asarray(self.tracker.layer.data[labels_plane_selector(self.axes, plane)])
+        return corrected_region(drawn, edited, reviewed)
+
+    def keep_corrections(
+        self, planes: Sequence[Plane], labels: Sequence[NDArray[np.integer[Any]]]
+    ) -> list[NDArray[np.integer[Any]]]:
+        """New labels of ``planes`` with what the person drew kept in the corrected regions.
+
+        Parameters
+        ----------
+        planes : sequence of tuple of int
+            Stack positions, as on the tracked result layer.
+        labels : sequence of ndarray of int, shape (Y, X)
+            Each plane's new labels (a prediction).
+
+        Returns
+        -------
+        list of ndarray of int, shape (Y, X)
+            ``labels`` with the corrected regions as they are on the layer
+            (see :func:`~napari_unet.core.training.corrections.keep_corrections`).
+
+        """
+        regions = {i: self.corrected_region(plane) for i, plane in enumerate(planes)}
+        corrected = [i for i, region in regions.items() if region is not None]
+        if not corrected or self.tracker is None:
+            return list(labels)
+        data = self.tracker.layer.data
+        merged = keep_corrections(
+            np.stack([labels[i] for i in corrected]),
+            np.stack([np.asarray(data[labels_plane_selector(self.axes, planes[i])]) for i in corrected]),
+            np.stack([regions[i] for i in corrected]),
+            next_id=max(int(np.max(plane_labels, initial=0)) for plane_labels in labels) + 1,
+        )
+        result = list(labels)
+        for position, i in enumerate(corrected):
+            result[i] = merged[position]
+        return result
+
     def segmented(self, planes: set[Plane]) -> None:
-        """``planes`` were segmented afresh: their saved corrections stay, new edits start anew."""
+        """``planes`` were segmented afresh: saved corrections stay, later edits go to a new file.
+
+        The edits stay tracked (what was drawn stays on screen); a later edit of
+        one of these planes is saved as its next generation, so the saved one
+        keeps the labels around the edits as the person saw them.
+        """
         self.flush(wait=True)
-        if self.tracker is not None:
-            self.tracker.forget(planes)
         for plane in planes:
             self._generation.pop((self.key, plane), None)
-            self._fully_reviewed.discard(plane)
 
     def saved_count(self) -> int:
         """Planes of the current image with corrections on disk (under any name)."""
@@ -206,9 +295,10 @@ class CorrectionRecorder:
         layer = ensure_labels_layer(viewer, self.image_layer, self.axes)
         self.attach(layer)
         assert self.tracker is not None
-        for correction in saved:
-            selector = labels_plane_selector(self.axes, correction.plane)
-            layer.data[selector] = correction.labels
+        selectors = [labels_plane_selector(self.axes, c.plane) for c in saved]
+        with self.tracker.paused():
+            replace_labels(layer, selectors, [c.labels for c in saved])
+        for correction, selector in zip(saved, selectors, strict=True):
             self.tracker.edited[selector] = correction.edited
             if correction.fully_reviewed:
                 self._fully_reviewed.add(correction.plane)
@@ -216,5 +306,4 @@ class CorrectionRecorder:
             self.key = correction.key
             self._generation[(correction.key, correction.plane)] = correction.generation
             self.corrections.update(correction, save=False)
-        layer.refresh()
         return len(saved)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import napari
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -23,6 +24,7 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_error
+from numpy.typing import NDArray
 from qtpy.QtWidgets import QMessageBox
 
 from napari_unet.core.models.store import ModelVersion
@@ -41,6 +43,7 @@ from napari_unet.gui.layers import (
     labels_name,
     labels_plane_selector,
     layer_axes,
+    replace_labels,
     widen_for,
 )
 from napari_unet.gui.layout import Section, TextLine, scrolling
@@ -84,7 +87,6 @@ class SegmentWidget(Container):
         self._segmenting: napari.layers.Image | None = None  # the image the running worker reads
         self._stop_reason = ""
         self._resegment_when_done = False
-        self._edits_at_finetune = 0
         self._closed = False
         self._models = ModelCache()
         self._corrections = CorrectionSet(CorrectionStore(default_corrections_dir()))
@@ -105,12 +107,12 @@ class SegmentWidget(Container):
             "the image; the size used is shown after Segment."
         )
         self._augment = AugmentBox()
-        self.model = ModelPanel(self._models, self._set_status)
+        self.model = ModelPanel(self._models, self._set_status, on_previous=self._on_previous_version)
         self._segment = PushButton(text="Segment")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = JobProgress(ProgressBar(value=0, min=0, max=1000, visible=False))
         self._status = TextLine()
-        self.postprocess = PostprocessPanel(self._viewer, self._kept_planes, self._set_status)
+        self.postprocess = PostprocessPanel(self._viewer, self._show_labels, self._set_status)
         self.corrections = CorrectionsPanel(self._viewer, self.recorder, self._shown_plane, self._set_status)
         self.finetune = FineTunePanel(
             self._models,
@@ -290,8 +292,32 @@ class SegmentWidget(Container):
             return None
         return current_plane(self._viewer, layer, axes)
 
-    def _kept_planes(self, layer: napari.layers.Image) -> set[Plane]:
-        return self.recorder.edited_planes() if layer is self.recorder.image_layer else set()
+    def _show_labels(
+        self,
+        layer: napari.layers.Image,
+        labels_layer: napari.layers.Labels,
+        axes: str,
+        planes: list[Plane],
+        labels: list[NDArray[np.int32]],
+    ) -> int:
+        """Write new labels of ``planes`` (one undo step), keeping what the person drew.
+
+        Returns
+        -------
+        int
+            Corrected planes among ``planes`` (their corrections were kept).
+
+        """
+        corrected = 0
+        if layer is self.recorder.image_layer:
+            self.recorder.attach(labels_layer)
+            # the new prediction shows only outside what the person corrected
+            labels = self.recorder.keep_corrections(planes, labels)
+            corrected = len(self.recorder.corrected_planes() & set(planes))
+        widen_for(labels_layer, max(int(np.max(plane, initial=0)) for plane in labels))
+        with self.recorder.paused():
+            replace_labels(labels_layer, [labels_plane_selector(axes, p) for p in planes], labels)
+        return corrected
 
     # -- model and device -----------------------------------------------------------------
     def _on_model_changed(self, _: Any = None) -> None:
@@ -337,9 +363,8 @@ class SegmentWidget(Container):
         replaced = edited if planes is None else edited & set(planes)
         if replaced and ask:
             question = (
-                f"Segmenting replaces your corrections on {len(replaced)} plane(s) of "
-                f"'{labels_name(layer)}'. They stay saved in {self._corrections.store.folder} and "
-                "can be restored. Segment anyway?"
+                f"Segment {len(replaced)} corrected plane(s) of '{labels_name(layer)}' again? "
+                "What you drew stays as it is; the labels around it are replaced."
             )
             if not self.confirm(question):
                 return None
@@ -428,38 +453,38 @@ class SegmentWidget(Container):
             return
         if labels_layer not in self._viewer.layers:  # removed while segmenting
             labels_layer = ensure_labels_layer(self._viewer, layer, request.axes)
-        widen_for(labels_layer, int(result.labels.max()))
+        planes = sorted(result.outputs) if request.planes is None else request.planes
         if layer is self.recorder.image_layer:
             self.recorder.attach(labels_layer)
-            self.recorder.segmented(set(result.outputs))  # saves edits made meanwhile first
-        if request.planes is None:
-            labels_layer.data[...] = result.labels
-        else:
-            for plane in request.planes:
-                selector = labels_plane_selector(request.axes, plane)
-                labels_layer.data[selector] = result.labels[selector]
-        labels_layer.refresh()
+            self.recorder.segmented(set(planes))  # saves edits made meanwhile first
+        new_labels = [result.labels[labels_plane_selector(request.axes, plane)] for plane in planes]
+        corrected = self._show_labels(layer, labels_layer, request.axes, planes, new_labels)
+        kept = f" Your corrections on {corrected} plane(s) are kept as you drew them." if corrected else ""
         self.postprocess.remember(layer, request.model_path, request.stitch, segmenter, result)
         self.model.device_used.value = f"ran on {result.device}"
         diameter = f", objects ~{result.diameter:.0f} px" if result.diameter else ""
-        self._set_status(f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}.")
+        model = Path(request.model_path).stem
+        self._set_status(
+            f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}, with {model}.{kept}"
+        )
 
     # -- fine-tune results ----------------------------------------------------------------
     def _before_finetune(self) -> None:
         self.recorder.flush(wait=True)
-        self._edits_at_finetune = self.recorder.edit_count
 
     def _on_version_saved(self, version: ModelVersion) -> None:
         self.select_model(version.path)
-        if self._image.value is None:
+        self._resegment()
+
+    def _on_previous_version(self) -> None:
+        self._resegment()
+
+    def _resegment(self) -> None:
+        """Show the selected model's labels where the image was segmented (corrections stay)."""
+        layer = self._image.value
+        if layer is None or labels_name(layer) not in self._viewer.layers:
             return
-        if self.recorder.edit_count != self._edits_at_finetune:
-            # re-segmenting would replace, on screen, what the person drew while it trained
-            self._set_status(
-                f"Saved {version.name}. Your edits made while it trained are kept (and saved); "
-                "Segment to see the new version's labels."
-            )
-        elif self.segment_worker is not None:
+        if self.segment_worker is not None:
             self._resegment_when_done = True
         else:
             self.segment(ask=False)

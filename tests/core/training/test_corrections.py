@@ -197,6 +197,7 @@ def test_keep_corrections_shows_what_was_drawn_and_the_prediction_elsewhere():
     new_id = int(merged[10, 50])
     assert new_id > 4 and (merged == new_id).sum() == (prediction == 3).sum()
     np.testing.assert_array_equal(merged == 4, (prediction == 4) & ~region)
+    assert keep_corrections(prediction, drawn, region, next_id=100)[10, 50] == 100
 
 
 def test_keep_corrections_without_corrections_is_the_prediction():

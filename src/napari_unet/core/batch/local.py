@@ -14,26 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
-import socket
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import tifffile
-import torch
 from numpy.typing import NDArray
 
-from napari_unet import __version__
-from napari_unet.core.config import to_dict
 from napari_unet.core.io.atomic import remove_stale_parts
 from napari_unet.core.io.files import InputError, output_path, write_overlay
+from napari_unet.core.io.provenance import ProvenanceDetail, labels_provenance
 from napari_unet.core.io.stacks import LabelStackWriter, PixelSize, TiffImage, read_label_metadata
-from napari_unet.core.models.files import FORMAT_VERSION
 from napari_unet.core.progress import Progress, relay
 from napari_unet.core.segmentation.axes import (
     normalise_axes,
@@ -96,6 +89,10 @@ class BatchSettings:
         Redo outputs that already exist.
     overlay : bool
         Also write ``<stem>_overlay.png`` (middle plane, object outlines).
+    provenance : {"minimal", "full"}
+        What the outputs record about their inputs: file names and content
+        hashes, or also absolute paths and the host name (see
+        :func:`~napari_unet.core.io.provenance.labels_provenance`).
 
     """
 
@@ -103,58 +100,7 @@ class BatchSettings:
     stitch: bool = False
     overwrite: bool = False
     overlay: bool = False
-
-
-# -- provenance -----------------------------------------------------------------------------
-
-
-def file_digest(path: Path, chunk: int = 1 << 16) -> str:
-    """SHA-256 of a file (hex), read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of the software that decides the labels."""
-    return {
-        "napari-unet": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "tifffile": tifffile.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def provenance(
-    segmenter: Segmenter, path: Path, axes: str, settings: BatchSettings, diameter: float | None
-) -> dict[str, Any]:
-    """What an output was made from and how: stored in the label file's metadata."""
-    bundle = segmenter.bundle
-    stat = path.stat()
-    return {
-        "software": f"napari-unet {__version__}",
-        "versions": software_versions(),
-        "model": bundle.name,
-        "model_source": bundle.source,
-        "model_hash": bundle.weights_hash(),
-        "model_format_version": FORMAT_VERSION,
-        "model_trained": bundle.provenance.get("date"),
-        "inference": to_dict(segmenter.inference),
-        "postprocess": to_dict(segmenter.postprocess),
-        "stitch": settings.stitch,
-        "device": str(segmenter.device),
-        "diameter": diameter,
-        "input": str(path.resolve()),
-        "input_bytes": stat.st_size,
-        "input_modified": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds"),
-        "input_sha256": file_digest(path),
-        "input_axes": axes,
-        "host": socket.gethostname(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    provenance: ProvenanceDetail = "minimal"
 
 
 # -- one file -------------------------------------------------------------------------------
@@ -257,7 +203,17 @@ def plan_file(
             axes = normalise_axes(settings.axes or image.axes, image.shape)
             yield Progress(0, 1000, "estimating object size")
             diameter = segmenter.object_diameter(image, axes, list(plane_indices(axes, tuple(image.shape))))
-            metadata = provenance(segmenter, path, axes, settings, diameter)
+            metadata = labels_provenance(
+                segmenter.bundle,
+                segmenter.inference,
+                segmenter.postprocess,
+                str(segmenter.device),
+                path,
+                axes,
+                settings.stitch,
+                diameter,
+                settings.provenance,
+            )
             return FilePlan(
                 path, target, axes, tuple(image.shape), diameter, metadata, image.pixel_size, started
             )

@@ -154,7 +154,10 @@ def corrected_region(
 
 
 def keep_corrections(
-    prediction: NDArray[np.integer], drawn: NDArray[np.integer], region: NDArray[np.bool_]
+    prediction: NDArray[np.integer],
+    drawn: NDArray[np.integer],
+    region: NDArray[np.bool_],
+    next_id: int = 1,
 ) -> NDArray[np.int64]:
     """A new prediction with the person's corrections kept: ``drawn`` inside ``region``.
 
@@ -177,6 +180,10 @@ def keep_corrections(
         The labels as the person corrected them.
     region : ndarray of bool, same shape
         The corrected pixels (see :func:`corrected_region`, one plane at a time).
+    next_id : int
+        Renumbered objects get ids from here on, or from above every id in
+        ``prediction`` and the kept labels if that is higher (pass one above
+        the ids of the planes segmented with these, so none repeats there).
 
     Returns
     -------
@@ -208,7 +215,7 @@ def keep_corrections(
     kept = kept[kept > 0]
     clashing = np.unique(result[~region & np.isin(result, kept)])
     if clashing.size:
-        first_free = max(int(prediction.max()), int(kept.max())) + 1
+        first_free = max(next_id, int(prediction.max()) + 1, int(kept.max()) + 1)
         renumbered = ~region & np.isin(result, clashing)
         result[renumbered] = first_free + np.searchsorted(clashing, result[renumbered])
     return result
