@@ -57,10 +57,10 @@ from _common import (
     torch_threads,
 )
 from napari_unet.core import progress
-from napari_unet.core.batch import local as batch_module
 from napari_unet.core.batch.local import BatchSettings, segment_files
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.evaluation.metrics import average_precision
+from napari_unet.core.io import provenance as provenance_module
 from napari_unet.core.io.stacks import LabelStackWriter
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
@@ -179,7 +179,7 @@ def timed_phases(stopwatch: Stopwatch, segmenter: Segmenter) -> ExitStack:
         (inference_module, "rescale", "resample"),
         (inference_module, "resize_to", "resample"),
         (inference_module, "read_plane", "read"),
-        (batch_module, "file_digest", "input checksum"),
+        (provenance_module, "file_digest", "input checksum"),
         (LabelStackWriter, "write", "write"),
         (LabelStackWriter, "__exit__", "write"),
     ):

@@ -85,6 +85,34 @@ def test_segment_stack_keeps_spatial_shape(tmp_path: Path) -> None:
     assert tifffile.imread(tmp_path / "out" / "stack.tif").shape == (3, 64, 80)
 
 
+def test_provenance_keeps_paths_and_host_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_unet.core.io.provenance import PROVENANCE_DETAILS
+
+    image = np.zeros((48, 48), np.uint16)
+    image[10:22, 10:22] = image[28:40, 26:38] = 1000
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    recorded = {}
+    for detail in (None, "full"):
+        out = tmp_path / str(detail)
+        option = ["--provenance", detail] if detail else []
+        assert (
+            main(["segment", str(tmp_path / "cells.tif"), "-o", str(out), "--diameter", "16", *option]) == 0
+        )
+        with tifffile.TiffFile(out / "cells.tif") as tiff:
+            recorded[detail] = json.loads(tiff.pages[0].description)
+    assert recorded[None]["input"] == "cells.tif" and "host" not in recorded[None]  # minimal by default
+    assert recorded["full"]["input"] == str((tmp_path / "cells.tif").resolve()) and recorded["full"]["host"]
+
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    text = capsys.readouterr().out
+    assert f"--provenance {{{','.join(PROVENANCE_DETAILS)}}}" in text
+    assert "absolute paths and the host name" in text
+
+
 def test_wrong_axes_and_missing_inputs_are_one_line_errors(
     nuclei_val: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

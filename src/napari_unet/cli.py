@@ -180,7 +180,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         _error(str(error))
         return 2
     settings = BatchSettings(
-        axes=args.axes, stitch=args.stitch, overwrite=args.overwrite, overlay=args.overlay
+        axes=args.axes,
+        stitch=args.stitch,
+        overwrite=args.overwrite,
+        overlay=args.overlay,
+        provenance=args.provenance,
     )
     client = None
     if args.scheduler:
@@ -394,6 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     segment.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     segment.add_argument("--stitch", action="store_true", help="join objects across planes (3-D objects)")
+    segment.add_argument(
+        "--provenance",
+        choices=("minimal", "full"),
+        default="minimal",
+        help="what each label file records about its origin: minimal (default) keeps the input's and the "
+        "model's file names, the SHA-256 of the input and of the weights, the settings and the software "
+        "versions; full also keeps their absolute paths and the host name",
+    )
     segment.add_argument(
         "--tile-size",
         type=int,

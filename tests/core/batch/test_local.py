@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tracemalloc
@@ -101,7 +103,7 @@ def test_provenance_and_pixel_size_travel_to_the_output(
         metadata={"axes": "ZYX", "spacing": 2.5, "unit": "micron"},
     )
     started = tmp_path.stat().st_mtime
-    run([tmp_path / "ij.tif"], tmp_path / "out", segmenter, stitch=True)
+    run([tmp_path / "ij.tif"], tmp_path / "out", segmenter, stitch=True, provenance="full")
     with tifffile.TiffFile(tmp_path / "out" / "ij.tif") as tiff:
         meta = json.loads(tiff.pages[0].description)
         x_resolution = tiff.pages[0].tags["XResolution"].value
@@ -141,6 +143,34 @@ def bad_inputs(folder: Path, good: np.ndarray) -> list[Path]:
         tifffile.imwrite(folder / "nopixels.tif", np.zeros((0, 32), np.uint16))
     (folder / "photo.tif").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     return [folder / "vanished.tif"]  # listed, then gone before it was read
+
+
+def test_outputs_name_their_input_and_model_by_file_name_unless_asked_for_more(
+    tmp_path: Path, sized: Segmenter, make_stack: Callable[..., np.ndarray]
+) -> None:
+    tifffile.imwrite(tmp_path / "stack.tif", make_stack(planes=2), photometric="minisblack")
+    descriptions = {}
+    for detail in ("minimal", "full"):
+        run([tmp_path / "stack.tif"], tmp_path / detail, sized, provenance=detail)
+        with tifffile.TiffFile(tmp_path / detail / "stack.tif") as tiff:
+            descriptions[detail] = tiff.pages[0].description
+    minimal, full = (json.loads(descriptions[d]) for d in ("minimal", "full"))
+    assert minimal["input"] == "stack.tif" and minimal["model_source"] == "nuclei.pt"
+    assert "host" not in minimal
+    # no absolute path and no host name anywhere in what a shared file carries
+    assert (
+        str(tmp_path) not in descriptions["minimal"] and socket.gethostname() not in descriptions["minimal"]
+    )
+    assert full["input"] == str((tmp_path / "stack.tif").resolve()) and full["host"] == socket.gethostname()
+    assert full["model_source"] == sized.bundle.source
+    assert (
+        minimal["input_sha256"]
+        == full["input_sha256"]
+        == hashlib.sha256((tmp_path / "stack.tif").read_bytes()).hexdigest()
+    )
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "minimal" / "stack.tif"), tifffile.imread(tmp_path / "full" / "stack.tif")
+    )
 
 
 def test_bad_files_never_stop_the_batch(

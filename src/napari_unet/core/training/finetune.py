@@ -15,12 +15,11 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
-from napari_unet.core.config import TrainingConfig, to_dict
+from napari_unet.core.config import TrainingConfig
+from napari_unet.core.io.provenance import fine_tune_round, stopped_early, training_images
 from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.models.lineage import ancestry, image_record
 from napari_unet.core.progress import Progress, relay
 from napari_unet.core.training.corrections import Correction, CorrectionSet, training_samples
 
@@ -128,18 +127,9 @@ class FineTuneJob:
         if self.latest is None:
             return None
         result = self.latest
-        result.provenance = {
-            "parent": self.parent.name,
-            "parent_source": self.parent.source,
-            "parent_hash": self.parent.weights_hash(),
-            "ancestors": ancestry(self.parent),
-            "training": to_dict(self.config),
-            "steps": self.steps_done,
-            "stopped_early": True,
-            "samples": self._samples,
-            "images": self._images,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        result.provenance = stopped_early(
+            self.parent, self.config, self.steps_done, self._samples, self._images
+        )
         return result
 
     def run(self) -> Generator[Progress, None, ModelBundle]:
@@ -169,9 +159,9 @@ class FineTuneJob:
                     raise ValueError("no corrections to train on: correct some labels first")
                 continue
             self._samples = sorted({c.name for c in corrections})
-            self._images = [
-                image_record(c.name, c.image) for c in corrections if c.fully_reviewed or c.edited.any()
-            ]
+            self._images = training_images(
+                [(c.name, c.image) for c in corrections if c.fully_reviewed or c.edited.any()]
+            )
             config = replace(self.config, seed=self.config.seed + round_number)
             done_before = self.steps_done
 
@@ -179,24 +169,11 @@ class FineTuneJob:
                 self.steps_done = done_before + record.step
                 return record
 
-            training = train(
-                bundle,
-                samples,
-                config,
-                device=self.device,
-                validate=self._checkpoint,
-                provenance={
-                    "parent_source": self.parent.source,
-                    "rounds": round_number + 1,
-                    "images": self._images,
-                },
-            )
+            training = train(bundle, samples, config, device=self.device, validate=self._checkpoint)
             result = yield from relay(training, count)
-            # every round continues the same lineage: the saved version's parent is the starting model
-            result.provenance["parent"] = self.parent.name
-            result.provenance["parent_hash"] = self.parent.weights_hash()
-            result.provenance["ancestors"] = ancestry(self.parent)
-            result.provenance["steps"] = self.steps_done
+            result.provenance = fine_tune_round(
+                result.provenance, self.parent, round_number + 1, self.steps_done, self._images
+            )
             self.latest = bundle = result
             round_number += 1
             if not self.continuous:

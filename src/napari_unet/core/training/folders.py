@@ -18,8 +18,8 @@ from typing import Any
 from napari_unet.core.config import TrainingConfig
 from napari_unet.core.evaluation.evaluate import evaluate_bundle
 from napari_unet.core.io.files import read_labelled_folder
+from napari_unet.core.io.provenance import training_data
 from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.models.lineage import image_record
 from napari_unet.core.progress import Progress
 from napari_unet.core.training.loop import Validator, train
 from napari_unet.core.training.samples import prepare_sample
@@ -115,11 +115,13 @@ def train_on_folders(
         def validate(current: ModelBundle) -> dict[str, float]:
             return evaluate_bundle(current, validation_pairs, device=device)
 
-    provenance = {
-        "data": {"images": str(training.images), "labels": str(training.labels), "pattern": training.pattern},
-        "images": [image_record(name, image) for name, image, _ in pairs],
-        "command": command,
-    }
+    provenance = training_data(
+        training.images,
+        training.labels,
+        training.pattern,
+        [(name, image) for name, image, _ in pairs],
+        command,
+    )
     return (
         yield from train(bundle, samples, config, device=device, validate=validate, provenance=provenance)
     )

@@ -13,17 +13,15 @@ import copy
 import math
 import time
 from collections.abc import Callable, Generator
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from napari_unet import __version__
-from napari_unet.core.config import TrainingConfig, to_dict
+from napari_unet.core.config import TrainingConfig
 from napari_unet.core.devices import choose_device
+from napari_unet.core.io.provenance import trained_model
 from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.models.lineage import ancestry
 from napari_unet.core.progress import Progress
 from napari_unet.core.training.samples import CropSampler, TrainingSample
 
@@ -117,7 +115,8 @@ def train(
         Called with the model being trained every ``config.validate_every``
         steps and at the end; its metrics are added to the progress record.
     provenance : dict, optional
-        Extra provenance (data names, command) stored with the new model.
+        Extra provenance (data names, command) stored with the new model (see
+        :func:`~napari_unet.core.io.provenance.trained_model`).
 
     Yields
     ------
@@ -194,21 +193,14 @@ def train(
             yield Progress(step + 1, config.steps, f"step {step + 1}/{config.steps}", metrics)
 
     result = snapshot()
-    # the parent's own provenance is summarised in "ancestors", not copied: its data and
-    # command describe the parent, not this model
-    result.provenance = {
-        **(provenance or {}),
-        "parent": bundle.name,
-        "parent_hash": bundle.weights_hash(),
-        "ancestors": ancestry(bundle),
-        "steps": config.steps,
-        "training": to_dict(config),
-        "samples": [s.name for s in samples],
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - started, 1),
-        "software": f"napari-unet {__version__}, torch {torch.__version__}",
-        "final_loss": smoothed,
-        "metrics": {k: v for k, v in metrics.items() if k not in ("loss", "loss_smoothed", "lr")},
-    }
+    result.provenance = trained_model(
+        bundle,
+        config,
+        [s.name for s in samples],
+        time.perf_counter() - started,
+        smoothed,
+        {k: v for k, v in metrics.items() if k not in ("loss", "loss_smoothed", "lr")},
+        extra=provenance,
+    )
     yield Progress(config.steps, config.steps, "done", metrics)
     return result
