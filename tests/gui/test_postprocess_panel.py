@@ -23,7 +23,7 @@ def control(panel, label: str):
     return found[0]
 
 
-def test_a_moved_control_keeps_the_models_other_settings(make_napari_viewer) -> None:
+def test_a_moved_control_keeps_the_models_other_settings(qtbot, make_napari_viewer) -> None:
     """Before anything is segmented, moving a slider must not drop em-membranes' background filling."""
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64), np.uint8), name="em")
@@ -32,6 +32,10 @@ def test_a_moved_control_keeps_the_models_other_settings(make_napari_viewer) -> 
     model = load_model(bundled_model_path("em-membranes")).postprocess
     assert model.fill_background
     panel = widget.postprocess
+    # the controls show the model's own settings once it is loaded
+    qtbot.waitUntil(
+        lambda: panel.enabled and control(panel, "Min size (px)").value == model.min_size, timeout=30_000
+    )
     assert panel.config() is None  # the model's own settings until a control is moved
     control(panel, "Seed threshold").value = 0.3
     config = panel.config()
