@@ -8,7 +8,7 @@ back, from the ground truth, every true object the erasing uncovered, with
 ``data_setitem`` (what napari's brush calls).  An erased prediction that joined
 two cells and was not redrawn would teach "background" on a cell: with only the
 chosen objects redrawn, fine-tuning lowered AP@0.5 on the corrected image.  It
-prints the wall time of each machine step and AP@0.5 (DESIGN.md) before and after
+prints the wall time of each machine step and AP@0.5 (pooled over images) before and after
 fine-tuning, on the corrected image and on held-out images of the same kind.
 One run is one draw of the training seed: ``finetune_spread.py`` repeats the
 fine-tune (without the GUI) over several seeds, with controls.

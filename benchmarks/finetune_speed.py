@@ -127,7 +127,7 @@ def main() -> None:
             Row("GPU: corrections, widget settings", widget, every, True, "cuda"),
         ]
     else:
-        print("GPU: skipped (torch.cuda.is_available() is False on this machine)\n")
+        print("GPU: skipped (no CUDA device: torch.cuda.is_available() is False)\n")
     signal.signal(signal.SIGTERM, _interrupt)  # `timeout` still gets the table of the runs so far
     try:
         for _ in range(args.repeats):

@@ -18,7 +18,7 @@ controls use the same settings on fully reviewed images:
 and one without training: **weights × (1 + 10⁻⁴ noise)**, every weight changed by
 0.01 % at random, which shows how much AP moves when the weights barely move.
 
-Prints AP@0.5 (DESIGN.md) on the corrected image and on the held-out images,
+Prints AP@0.5 (counts pooled over the images) on the corrected image and on the held-out images,
 before and after: the mean over seeds and the range.
 
 Usage::
@@ -150,7 +150,7 @@ def main() -> None:
             values = [a[column] for a in after]
             cells += [f"{before[column]:.3f}", spread(values)]
         print(f"| {kind} | " + " | ".join(cells) + " |", flush=True)
-    print(f"\n{os.cpu_count()} cores; AP@0.5 pools each group's images (DESIGN.md).")
+    print(f"\n{os.cpu_count()} cores; AP@0.5 pools each group's images.")
 
 
 if __name__ == "__main__":

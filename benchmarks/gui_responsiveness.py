@@ -4,8 +4,8 @@ A QTimer asks to fire every 10 ms; each firing's lateness is a stall of the GUI
 thread.  Reported per phase (idle, segmenting, fine-tuning): worst and 99th
 percentile lateness, and the torch thread count.  "click ms" is how long the
 button's own handler takes before the job starts (creating the result layer,
-napari's activity bar); it is not counted in the stalls.  The target (issue 4) is a
-worst stall under 50 ms.
+napari's activity bar); it is not counted in the stalls.  The target is a worst
+stall under 50 ms.
 
 Run under a display (napari needs OpenGL)::
 

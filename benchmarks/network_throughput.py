@@ -1,4 +1,4 @@
-"""How close the network runs to this machine's compute ceiling, and which tile and batch suit the CPU.
+"""How close the network runs to the compute ceiling of the CPU it runs on, and which tile and batch suit it.
 
 Prints Markdown tables; not a timed test.  All in one process, configurations
 alternating within every repeat:

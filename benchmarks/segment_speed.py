@@ -321,7 +321,7 @@ def report_phases(row: Row, flops_per_pixel: float, pixels: int, ceilings: dict[
 
 def gpu_section(bundle: ModelBundle, image: np.ndarray, repeats: int) -> None:
     if not torch.cuda.is_available():
-        print("\nGPU: skipped (torch.cuda.is_available() is False on this machine)")
+        print("\nGPU: skipped (no CUDA device: torch.cuda.is_available() is False)")
         return
     from monai.inferers import sliding_window_inference
 

@@ -2,7 +2,7 @@
 
 Every weight is multiplied by ``1 + relative * N(0, 1)`` (default 10⁻⁴: 0.01 %),
 with a different random draw each time, and the model is scored again on a
-labelled folder (DESIGN.md metrics, object size estimated per image as
+labelled folder (the metrics of ``napari-unet evaluate``, object size estimated per image as
 ``napari-unet evaluate`` does).  Such a change teaches the model nothing, so the
 spread it causes is the least difference between two models' scores on this
 folder that can mean anything: read a "better" checkpoint or post-processing

@@ -1,7 +1,7 @@
 """Compare ways of turning the network's heads into instances on a validation split.
 
 Runs the network once per image and scores several post-processing variants on the
-same outputs (DESIGN.md metrics), to justify the heads and seeds the models use.
+same outputs (the metrics of ``napari-unet evaluate``), to justify the heads and seeds the models use.
 
 Usage: python scripts/compare_postprocessing.py MODEL IMAGES_DIR LABELS_DIR
 """

@@ -27,7 +27,7 @@ for model in "${models[@]}"; do
       rm -f "$OUT/nuclei-stage1.pt" "$OUT/nuclei-stage2.pt" ;;
     phase-cells)
       # stage 1: scale jitter 1.5, no bright-object augmentation (commit c903bcd's sampler); stage 2: 4,000 more
-      # steps at lr 1e-3 with today's sampler (scale jitter 2); stages 3 and 4: 3,500 at 5e-4, 3,000 at 3e-4; then the
+      # steps at lr 1e-3 with the current sampler (scale jitter 2); stages 3 and 4: 3,500 at 5e-4, 3,000 at 3e-4; then the
       # post-processing defaults are chosen on the training images (min size, then join threshold with the
       # seed and probability thresholds, then the object probability)
       napari-unet train --images "$DATA/cells-usiigaci/train/images" --labels "$DATA/cells-usiigaci/train/labels" \

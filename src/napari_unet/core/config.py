@@ -178,7 +178,7 @@ class InferenceConfig:
     amp : bool or None
         Mixed precision: bf16 on CPU, bf16/fp16 on CUDA.  ``None`` uses it where
         the hardware computes it natively (CUDA, CPUs with AVX512-BF16 or AMX)
-        and it was checked to keep the labels (see README, Performance).
+        and it was checked to keep the labels (docs/performance.md).
     augment : bool
         Average the outputs over each tile and its three flips (test-time
         augmentation, as Cellpose's ``augment``): four times the network time

@@ -13,7 +13,7 @@ def choose_device(name: str = "auto") -> torch.device:
     Raises
     ------
     ValueError
-        For an unknown name or a device this machine does not have.
+        For an unknown name or a device that is not available.
 
     """
     name = name.strip().lower()

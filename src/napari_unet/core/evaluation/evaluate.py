@@ -44,7 +44,7 @@ def evaluate_bundle(
     inference: InferenceConfig | None = None,
     postprocess: PostprocessConfig | None = None,
 ) -> dict[str, float]:
-    """DESIGN.md metrics of ``bundle`` on ``(name, image, labels)`` pairs."""
+    """The metrics of :func:`~napari_unet.core.evaluation.metrics.summarise` for ``bundle`` on ``(name, image, labels)`` pairs."""
     inference = inference or InferenceConfig(device=device)
     predictions = predict_set(bundle, pairs, inference, postprocess)
     return summarise([labels for _, _, labels in pairs], predictions)
@@ -77,6 +77,6 @@ def classical_segmentation(image: NDArray[Any], min_size: int = 10) -> NDArray[n
 
 
 def evaluate_classical(pairs: Sequence[LabelledImage]) -> dict[str, float]:
-    """DESIGN.md metrics of :func:`classical_segmentation`."""
+    """The metrics of :func:`~napari_unet.core.evaluation.metrics.summarise` for :func:`classical_segmentation`."""
     predictions = [classical_segmentation(image) for _, image, _ in pairs]
     return summarise([labels for _, _, labels in pairs], predictions)

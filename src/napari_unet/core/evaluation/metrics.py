@@ -1,4 +1,4 @@
-"""Segmentation metrics, exactly as DESIGN.md defines them.
+"""Segmentation metrics, defined once for every score napari-unet reports.
 
 - AP@tau = TP / (TP + FP + FN); predicted and true objects are matched
   one-to-one (Hungarian matching, as many matches as possible, then maximum
@@ -156,7 +156,7 @@ def adapted_rand_error(true: NDArray[np.integer], pred: NDArray[np.integer]) -> 
 
 
 def summarise(true: Sequence[NDArray[np.integer]], pred: Sequence[NDArray[np.integer]]) -> dict[str, float]:
-    """All DESIGN.md metrics over a set of images.
+    """All the metrics (see the module docstring) over a set of images.
 
     Returns
     -------

@@ -7,7 +7,7 @@ post-processing (:mod:`~napari_unet.core.segmentation.postprocess`).  It owns
 what depends on the device: the network copy that runs, its precision, and
 test-time flips.
 
-Speed (measured in ``benchmarks/segment_speed.py``, README "Performance"): the
+Speed (measured in ``benchmarks/segment_speed.py``; docs/performance.md): the
 network runs on a copy with batch norm folded into the convolutions, in
 channels-last layout and, where the hardware computes it natively, bf16; on
 CPU one tile per torch thread (see :mod:`~napari_unet.core.segmentation.tiling`).
