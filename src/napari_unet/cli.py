@@ -463,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--license", help="SPDX licence identifier (default BSD-3-Clause)")
     export.set_defaults(func=_cmd_export)
 
-    evaluate = commands.add_parser("evaluate", help="score a model on labelled images (DESIGN.md metrics)")
+    evaluate = commands.add_parser(
+        "evaluate", help="score a model on labelled images (AP, foreground IoU, adapted Rand error)"
+    )
     evaluate.add_argument("--images", required=True, help="folder of images (TIFF)")
     evaluate.add_argument("--labels", required=True, help="folder of instance label TIFFs, same names")
     evaluate.add_argument("--pattern", default="*", help="glob selecting images (default *)")

@@ -328,10 +328,10 @@ def _model_card(bundle: ModelBundle, root: str | None) -> str:
     metrics = bundle.provenance.get("metrics") or {}
     recorded = ", ".join(f"{k} {v}" for k, v in metrics.items()) if metrics else "none recorded"
     if root and bundle.name == root:
-        validation = "See **Validation** in the model card above."
+        validation = "See **Metrics** in the model card above."
     elif root:
         validation = (
-            f"The validation in the card above is of `{root}`, not of this fine-tuned version. "
+            f"The metrics in the card above are of `{root}`, not of this fine-tuned version. "
             f"Metrics recorded while fine-tuning: {recorded}."
         )
     else:
