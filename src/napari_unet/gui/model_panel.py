@@ -34,7 +34,7 @@ from napari_unet.gui.workers import ModelCache
 
 
 def available_devices() -> list[str]:
-    """Device names this machine offers, ``auto`` first."""
+    """Device names available to torch, ``auto`` first."""
     devices = ["auto", "cpu"]
     if torch.cuda.is_available():
         devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
