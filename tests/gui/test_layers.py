@@ -8,7 +8,6 @@ from napari_unet.gui.layers import (
     labels_plane_selector,
     labels_transform,
     layer_axes,
-    read_plane,
     replace_labels,
 )
 
@@ -26,13 +25,6 @@ def test_labels_transform_drops_the_channel_axis():
     assert labels_transform(layer, "CYX") == {"scale": (0.5, 0.25), "translate": (3.0, 4.0)}
     rgb = Image(np.zeros((20, 30, 3), np.uint8), rgb=True, scale=(2, 3))
     assert labels_transform(rgb, "YXC")["scale"] == (2.0, 3.0)
-
-
-def test_read_plane_gives_channels_first():
-    stack = np.arange(2 * 4 * 5 * 3).reshape(2, 4, 5, 3)
-    plane = read_plane(stack, "ZYXC", (1,))
-    assert plane.shape == (3, 4, 5)
-    np.testing.assert_array_equal(plane[2], stack[1, :, :, 2])
 
 
 def test_edit_tracker_records_brush_fill_and_setitem_per_plane():

@@ -15,12 +15,9 @@ from napari_unet.core.segmentation.axes import (
     guess_axes,
     output_axes,
     output_shape,
-    plane_order,
     plane_selector,
     stack_axes,
 )
-from napari_unet.core.segmentation.postprocess import PlaneNumbering
-from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter
 
 Plane = tuple[int, ...]
 _STACK_NAMES = "ZTUVW"
@@ -79,11 +76,6 @@ def current_plane(viewer: napari.Viewer, layer: napari.layers.Image, axes: str) 
         if a in stack_axes(axes):
             index.append(int(np.clip(round(float(position[i])), 0, shape[i] - 1)))
     return tuple(index)
-
-
-def read_plane(image: Any, axes: str, plane: Plane) -> NDArray[Any]:
-    """One (Y, X) or (C, Y, X) plane of an image, as the model reads it."""
-    return np.asarray(image[plane_selector(axes, plane)]).transpose(plane_order(axes))
 
 
 def labels_plane_selector(axes: str, plane: Plane) -> tuple[int | slice, ...]:
@@ -173,24 +165,6 @@ def replace_labels(
     layer.data_setitem(
         tuple(np.concatenate(parts) for parts in indices), np.concatenate([new for _, _, new in changes])
     )
-
-
-def relabel(
-    segmenter: Segmenter,
-    outputs: dict[Plane, PlaneOutputs],
-    stitch: bool,
-    postprocess: Any,
-) -> dict[Plane, NDArray[np.int32]]:
-    """Labels of every cached plane under new post-processing settings (no network).
-
-    Planes are numbered apart (or joined, with ``stitch``) as
-    :meth:`~napari_unet.core.segmentation.segmenter.Segmenter.segment` numbers them.
-    """
-    result: dict[Plane, NDArray[np.int32]] = {}
-    numbering = PlaneNumbering(stitch)
-    for plane in sorted(outputs):
-        result[plane] = numbering.add(plane, segmenter.labels(outputs[plane], postprocess))
-    return result
 
 
 class EditTracker:

@@ -11,8 +11,9 @@ from magicgui.widgets import Container, FloatSlider, SpinBox
 from qtpy.QtCore import QTimer
 
 from napari_unet.core.config import PostprocessConfig
-from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmentation, Segmenter
-from napari_unet.gui.layers import Plane, labels_name, relabel
+from napari_unet.core.segmentation.postprocess import PlaneOutputs, relabel
+from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
+from napari_unet.gui.layers import Plane, labels_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -199,7 +200,7 @@ class PostprocessPanel(Container):
         name = labels_name(cache.image_layer)
         if name not in self._viewer.layers:
             return
-        labels = relabel(cache.segmenter, cache.outputs, cache.stitch, config)
+        labels = relabel(cache.outputs, cache.segmenter.heads, cache.stitch, config)
         kept = self._show_labels(
             cache.image_layer, self._viewer.layers[name], cache.axes, list(labels), list(labels.values())
         )

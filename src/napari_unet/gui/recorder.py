@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from qtpy.QtCore import QObject, QTimer
 
+from napari_unet.core.segmentation.axes import read_plane
 from napari_unet.core.training.corrections import (
     Correction,
     CorrectionSet,
@@ -29,7 +30,6 @@ from napari_unet.gui.layers import (
     image_data,
     int32_labels,
     labels_plane_selector,
-    read_plane,
     replace_labels,
 )
 

@@ -6,9 +6,12 @@ from skimage.segmentation import watershed
 from napari_unet.core.config import HEAD_NAMES, PostprocessConfig
 from napari_unet.core.segmentation.postprocess import (
     PlaneNumbering,
+    PlaneOutputs,
     flood_regions,
     join_over_saddles,
     labels_from_outputs,
+    plane_labels,
+    relabel,
     remove_small_objects,
     stitch_planes,
     without_doubtful_objects,
@@ -192,3 +195,36 @@ def test_objects_the_network_doubts_are_dropped() -> None:
     np.testing.assert_array_equal(without_doubtful_objects(truth, foreground, 0.8), truth)
     with pytest.raises(ValueError, match="object_probability"):
         PostprocessConfig(object_probability=1.0)
+
+
+def squares(*boxes: tuple[int, int, int]) -> np.ndarray:
+    """Labels 1..N of squares (top, left, edge) on a 64 x 64 plane."""
+    labels = np.zeros((64, 64), np.int32)
+    for number, (top, left, edge) in enumerate(boxes, start=1):
+        labels[top : top + edge, left : left + edge] = number
+    return labels
+
+
+def test_relabel_numbers_cached_planes_in_stack_order_apart_or_stitched() -> None:
+    first, second = squares((5, 5, 20), (40, 40, 16)), squares((6, 6, 20))
+    outputs = {(1,): PlaneOutputs(head_targets(second), 1.0), (0,): PlaneOutputs(head_targets(first), 1.0)}
+    apart = relabel(outputs, HEAD_NAMES, stitch=False, config=PostprocessConfig())
+    assert list(apart) == [(0,), (1,)]
+    assert apart[(0,)].dtype == np.int32
+    assert set(np.unique(apart[(0,)])) == {0, 1, 2} and set(np.unique(apart[(1,)])) == {0, 3}
+    joined = relabel(outputs, HEAD_NAMES, stitch=True, config=PostprocessConfig())
+    assert joined[(1,)][15, 15] == joined[(0,)][15, 15] == 1  # the same square, one object
+    numbering = PlaneNumbering(stitch=True)
+    for plane in ((0,), (1,)):  # as a segmentation numbers its planes
+        expected = numbering.add(plane, plane_labels(outputs[plane], HEAD_NAMES, PostprocessConfig()))
+        np.testing.assert_array_equal(joined[plane], expected)
+
+
+def test_relabel_applies_new_settings_with_the_minimum_size_at_the_models_scale() -> None:
+    labels = squares((5, 5, 20), (40, 40, 10))  # 400 and 100 pixels
+    outputs = {(): PlaneOutputs(head_targets(labels), 1.0)}
+    assert relabel(outputs, HEAD_NAMES, False, PostprocessConfig(min_size=50))[()].max() == 2
+    assert relabel(outputs, HEAD_NAMES, False, PostprocessConfig(min_size=200))[()].max() == 1
+    # a plane enlarged 2x for the network: 200 px at the model's scale are 50 px here
+    enlarged = {(): PlaneOutputs(head_targets(labels), 2.0)}
+    assert relabel(enlarged, HEAD_NAMES, False, PostprocessConfig(min_size=200))[()].max() == 2

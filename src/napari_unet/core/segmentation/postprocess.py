@@ -15,8 +15,9 @@ of one large, textured nucleus are joined, two touching nuclei are not
 (``join_over_saddles``).  Objects the network is unsure of as a whole (mean
 foreground probability under ``object_probability``) are dropped last.
 
-Network outputs are kept per plane (:class:`PlaneOutputs`); planes of a
-stack are numbered apart or stitched by :class:`PlaneNumbering`.
+Network outputs kept per plane (:class:`PlaneOutputs`) re-label under new
+settings without the network (:func:`relabel`); planes of a stack are
+numbered apart or stitched by :class:`PlaneNumbering`.
 
 Within the foreground mask each connected region floods on its own, so only
 regions holding two or more seeds need a watershed, each on its own bounding
@@ -39,6 +40,9 @@ from skimage.segmentation import watershed
 from napari_unet.core.config import PostprocessConfig
 
 _FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
+
+Plane = tuple[int, ...]
+"""Stack position of a plane (``()`` for a single 2-D image)."""
 
 
 @dataclass
@@ -419,3 +423,33 @@ class PlaneNumbering:
                 self.next_id = int(numbered.max()) + 1
         self._previous = (index, numbered)
         return numbered
+
+
+def relabel(
+    outputs: dict[Plane, PlaneOutputs], heads: tuple[str, ...], stitch: bool, config: PostprocessConfig
+) -> dict[Plane, NDArray[np.int32]]:
+    """Labels of every cached plane under new post-processing settings (no network).
+
+    Planes are numbered apart (or joined, with ``stitch``) in stack order, as
+    :meth:`~napari_unet.core.segmentation.segmenter.Segmenter.segment` numbers them.
+
+    Parameters
+    ----------
+    outputs : dict
+        Stack position -> that plane's network outputs.
+    heads : tuple of str
+        The model's output heads, in the outputs' channel order.
+    stitch : bool
+        Join objects across consecutive planes (see :class:`PlaneNumbering`).
+    config : PostprocessConfig
+
+    Returns
+    -------
+    dict
+        Stack position -> int32 labels, ids unique across the planes.
+
+    """
+    numbering = PlaneNumbering(stitch)
+    return {
+        plane: numbering.add(plane, plane_labels(outputs[plane], heads, config)) for plane in sorted(outputs)
+    }
