@@ -152,10 +152,11 @@ def _unwritable(folder: Path) -> str | None:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from napari_unet.core.batch.local import BatchSettings, segment_files
+    from napari_unet.core.batch.local import BatchProgress, BatchSettings
+    from napari_unet.core.batch.runner import BatchStart, ClusterError, segment_batch
     from napari_unet.core.config import InferenceConfig
     from napari_unet.core.io.files import find_inputs
-    from napari_unet.core.segmentation.segmenter import Segmenter
+    from napari_unet.core.progress import run
 
     _set_threads(args.threads)
     inputs = find_inputs(args.inputs, pattern=args.pattern)
@@ -186,53 +187,46 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         overlay=args.overlay,
         provenance=args.provenance,
     )
-    client = None
-    if args.scheduler:
-        from napari_unet.core.batch.cluster import ClusterError, ModelSpec, connect, segment_files_on_cluster
-
-        try:
-            client = connect(args.scheduler)
-        except ClusterError as error:
-            _error(str(error))
-            return 2
-        workers = len(client.scheduler_info().get("workers", {}))
-        print(
-            f"model {bundle.name} on the Dask cluster at {args.scheduler} ({workers} workers now); "
-            f"{len(inputs)} input(s)",
-            file=sys.stderr,
-        )
-        spec = ModelSpec.of(bundle, args.model, inference, postprocess)
-        records = segment_files_on_cluster(
-            inputs, Path(args.output), spec, client, settings, planes_per_task=args.planes_per_task
-        )
-    else:
-        segmenter = Segmenter(bundle, inference, postprocess)
-        print(f"model {bundle.name} on {segmenter.device}; {len(inputs)} input(s)", file=sys.stderr)
-        records = segment_files(inputs, Path(args.output), segmenter, settings)
+    job = segment_batch(
+        inputs,
+        Path(args.output),
+        bundle,
+        args.model,
+        inference,
+        postprocess,
+        settings,
+        scheduler=args.scheduler,
+        planes_per_task=args.planes_per_task,
+    )
     failed = 0
-    try:
-        for record in records:
-            _progress_bar(
-                (record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message
+
+    def show(record: BatchProgress) -> None:
+        nonlocal failed
+        if isinstance(record, BatchStart):
+            print(record.message, file=sys.stderr)
+            return
+        _progress_bar((record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message)
+        outcome = record.finished
+        if outcome is None:
+            return
+        _end_progress()
+        if outcome.status == "failed":
+            failed += 1
+            _error(outcome.error)
+        elif outcome.status == "skipped":
+            print(
+                f"skipped {outcome.input} ({outcome.output} is complete; --overwrite to redo)",
+                file=sys.stderr,
             )
-            outcome = record.finished
-            if outcome is None:
-                continue
-            _end_progress()
-            if outcome.status == "failed":
-                failed += 1
-                _error(outcome.error)
-            elif outcome.status == "skipped":
-                print(
-                    f"skipped {outcome.input} ({outcome.output} is complete; --overwrite to redo)",
-                    file=sys.stderr,
-                )
-            else:
-                print(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s")
-    finally:
-        records.close()  # stops the job (cancels cluster tasks) on Ctrl-C; outputs stay complete or absent
-        if client is not None:
-            client.close()
+        else:
+            print(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s")
+
+    try:
+        # on Ctrl-C, run closes the job: cluster tasks are cancelled, outputs stay complete or absent
+        run(job, show)
+    except ClusterError as error:
+        _error(str(error))
+        return 2
     if failed:
         _error(f"{failed} of {len(inputs)} input(s) failed")
     return 1 if failed else 0

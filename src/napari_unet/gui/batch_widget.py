@@ -30,12 +30,12 @@ from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QAbstractItemView
 
-from napari_unet.core.batch.local import BatchProgress, BatchSettings, FileResult, segment_files
+from napari_unet.core.batch.local import BatchProgress, BatchSettings, FileResult
+from napari_unet.core.batch.runner import segment_batch
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.io.files import InputError, find_inputs
 from napari_unet.core.io.stacks import TiffImage
 from napari_unet.core.progress import Progress
-from napari_unet.core.segmentation.segmenter import Segmenter
 from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
 from napari_unet.gui.layout import Section, TextLine, scrolling
 from napari_unet.gui.model_panel import ModelPanel
@@ -79,29 +79,22 @@ class BatchRequest:
 
 
 def batch_job(request: BatchRequest, models: ModelCache) -> Generator[BatchProgress, None, list[FileResult]]:
-    """Segment the request's files here or on its Dask cluster; records as :func:`segment_files`."""
+    """Load the model, then :func:`~napari_unet.core.batch.runner.segment_batch` the request's files."""
     yield BatchProgress(0, len(request.inputs), "loading the model", {"file": 0.0})
     bundle = models.get(request.model_path)
     inference = InferenceConfig(device=request.device, diameter=request.diameter, augment=request.augment)
-    if not request.scheduler:
-        return (
-            yield from segment_files(
-                request.inputs, request.outdir, Segmenter(bundle, inference), request.settings
-            )
+    return (
+        yield from segment_batch(
+            request.inputs,
+            request.outdir,
+            bundle,
+            request.model_path,
+            inference,
+            settings=request.settings,
+            scheduler=request.scheduler,
+            planes_per_task=request.planes_per_task,
         )
-    from napari_unet.core.batch.cluster import ModelSpec, connect, segment_files_on_cluster
-
-    yield BatchProgress(0, len(request.inputs), f"connecting to {request.scheduler}", {"file": 0.0})
-    client = connect(request.scheduler)
-    try:
-        spec = ModelSpec.of(bundle, request.model_path, inference)
-        return (
-            yield from segment_files_on_cluster(
-                request.inputs, request.outdir, spec, client, request.settings, request.planes_per_task
-            )
-        )
-    finally:
-        client.close()
+    )
 
 
 class BatchWidget(Container):
