@@ -95,7 +95,9 @@ def correct(labels) -> np.ndarray:
     centre = np.unravel_index(np.argmax(free), free.shape)
     labels.brush_size = 9
     labels.paint(centre, int(before.max()) + 1)  # the next id: a new prediction may use it too
-    corner = np.argwhere(free[:, :] > 4)[0]
+    free[:8], free[-8:], free[:, :8], free[:, -8:] = 0, 0, 0, 0
+    free[centre[0] - 12 : centre[0] + 13, centre[1] - 12 : centre[1] + 13] = 0  # away from the disc
+    corner = np.argwhere(free > 4)[0]
     square = np.mgrid[corner[0] - 2 : corner[0] + 2, corner[1] - 2 : corner[1] + 2].reshape(2, -1)
     labels.data_setitem(tuple(square), int(before.max()) + 3)
     changed = labels.data != before
@@ -220,3 +222,75 @@ def test_corrections_stay_after_showing_another_image(qtbot, viewer, nuclei_imag
     wait_idle(qtbot, widget)
     assert_drawn_kept(labels, drawn, changed)
     assert len(answers) == 1
+
+
+def saved_info(widget) -> str:
+    return str(widget.corrections._saved_info.value)
+
+
+def fine_tune(qtbot, widget, steps: int = 3) -> None:
+    versions = len(list_versions())
+    unfold(widget, "Fine-tune")
+    spin_box(widget, "Steps").setValue(steps)
+    click(widget, "Fine-tune")
+    qtbot.waitUntil(lambda: len(list_versions()) == versions + 1, timeout=120_000)
+    wait_idle(qtbot, widget)
+
+
+def test_feedback_while_correcting(qtbot, viewer, nuclei_image, shown_messages):
+    viewer.add_image(nuclei_image, name="cells")
+    _, widget = open_widget(viewer)
+    segment(qtbot, widget)
+    labels = viewer.layers["cells labels"]
+    assert saved_info(widget) == "" and not button(widget, "Restore saved corrections").isEnabled()
+    labels.brush_size = 7
+    labels.paint((30, 30), 500)
+    qtbot.waitUntil(lambda: saved_info(widget).startswith("1 corrected plane"), timeout=5000)
+    assert button(widget, "Restore saved corrections").isEnabled()
+
+    fine_tune(qtbot, widget)
+    assert widget.finetune.loss_plot.values, "the loss of the training is shown"
+    assert str(widget.finetune._status.value).startswith("Saved ")
+    viewer.add_image(nuclei_image[:64, :64].copy(), name="crop")  # another image: its own story
+    assert widget.finetune.loss_plot.values == []
+    assert str(widget.finetune._status.value) == "Correct some labels, then Fine-tune."
+    assert saved_info(widget) == "" and not button(widget, "Restore saved corrections").isEnabled()
+
+    choose(widget, "cells")
+    assert saved_info(widget).startswith("1 corrected plane")
+    fine_tune(qtbot, widget)
+    assert widget.finetune.loss_plot.values
+    choose(widget, "phase-cells")  # another model
+    assert widget.finetune.loss_plot.values == []
+    assert str(widget.finetune._status.value) == "Correct some labels, then Fine-tune."
+
+
+def test_restore_after_reopening_the_widget_and_the_viewer(
+    qtbot, make_napari_viewer, nuclei_image, answers, shown_messages
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei_image, name="cells")
+    dock, widget = open_widget(viewer)
+    segment(qtbot, widget)
+    changed = correct(viewer.layers["cells labels"])
+    drawn = viewer.layers["cells labels"].data.copy()
+    qtbot.waitUntil(lambda: saved_info(widget).startswith("1 corrected plane"), timeout=5000)
+
+    viewer.window.remove_dock_widget(dock)  # closed, and the labels thrown away
+    viewer.layers.remove("cells labels")
+    _, widget = open_widget(viewer)
+    assert saved_info(widget).startswith("1 corrected plane")
+    click(widget, "Restore saved corrections")
+    assert_drawn_kept(viewer.layers["cells labels"], drawn, changed)
+
+    viewer.close()
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei_image.copy(), name="cells, opened again")
+    _, widget = open_widget(viewer)
+    assert "Restore saved corrections" in status(widget)
+    click(widget, "Restore saved corrections")
+    labels = viewer.layers["cells, opened again labels"]
+    assert_drawn_kept(labels, drawn, changed)
+    segment(qtbot, widget)  # the restored corrections stay through a re-segmentation
+    assert len(answers) == 1
+    assert_drawn_kept(labels, drawn, changed)

@@ -19,6 +19,8 @@ from napari_unet.gui.plot import LossPlot
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.workers import ModelCache, fine_tune_worker, save_worker
 
+_READY = "Correct some labels, then Fine-tune."
+
 
 class FineTunePanel(Container):
     """Fine-tune button, Stop / Stop and keep, progress and a live loss plot.
@@ -42,6 +44,8 @@ class FineTunePanel(Container):
     training_options : dict
         Changes to :data:`~napari_unet.core.training.finetune.FINE_TUNE_PRESET`'s fields (tests
         use tiny ones).
+    trained_path : str or None
+        File of the version the last training saved (its loss is what the plot shows).
 
     """
 
@@ -68,6 +72,7 @@ class FineTunePanel(Container):
         self._keep = False
         self._saving: FunctionWorker | None = None
         self._closed = False  # the widget is gone: its Qt parts are deleted, only jobs remain
+        self.trained_path: str | None = None
 
         self._steps = SpinBox(label="Steps", value=FINE_TUNE_PRESET.steps, min=1, max=100_000, step=10)
         self._continuous = CheckBox(text="Keep training while I correct", value=False)
@@ -77,7 +82,7 @@ class FineTunePanel(Container):
             text="Stop and keep", enabled=False, tooltip="Stop and save the weights trained so far"
         )
         self._progress = JobProgress(ProgressBar(label="Training", value=0, min=0, max=1, visible=False))
-        self._status = TextLine("Correct some labels, then Fine-tune.")
+        self._status = TextLine(_READY)
         buttons = Container(widgets=[self._stop, self._stop_keep], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.extend(
@@ -138,6 +143,17 @@ class FineTunePanel(Container):
         worker.start()
         return worker
 
+    def forget(self) -> None:
+        """Clear the last training's status and loss plot (another image or model was chosen).
+
+        A training that runs goes on showing its progress.
+        """
+        if self.running:
+            return
+        self.trained_path = None
+        self.loss_plot.clear()
+        self._set_status(_READY)
+
     def shut_down(self) -> None:
         """The widget is going: stop training (a "Stop and keep" save under way still completes)."""
         self._closed = True
@@ -176,6 +192,7 @@ class FineTunePanel(Container):
         if self._closed:
             return
         self._set_status(f"Saved {version.name} ({version.path}).")
+        self.trained_path = str(version.path)
         self._on_saved(version)
 
     def _on_aborted(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import napari
 import numpy as np
 from numpy.typing import NDArray
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QObject, QTimer, Signal, Slot
 
 from napari_unet.core.segmentation.axes import read_plane
 from napari_unet.core.training.corrections import (
@@ -37,6 +37,23 @@ SAVE_DELAY_MS = 300
 """Edits are written this long after the last stroke (strokes in a burst are written once)."""
 
 
+class _Relay(QObject):
+    """Calls a function in the GUI thread when :attr:`written` is emitted from any thread."""
+
+    written = Signal()
+
+    def __init__(self) -> None:
+        # no Qt parent: it lives as long as the recorder, so a write that ends after the widget
+        # closed still finds it; it belongs to the GUI thread, so an emit from the writer is queued
+        super().__init__()
+        self.callback: Callable[[], None] = lambda: None
+        self.written.connect(self._deliver)
+
+    @Slot()
+    def _deliver(self) -> None:
+        self.callback()
+
+
 class CorrectionRecorder:
     """Tracks edits on one image's result layer and writes each edited plane to the store.
 
@@ -50,15 +67,23 @@ class CorrectionRecorder:
         The session's corrections (what Fine-tune trains on).
     parent : QObject, optional
         Owner of the save timer (the widget), so that it stops with it.
+    on_written : callable, optional
+        Called in the GUI thread after each correction file is written (or
+        failed to be: see :attr:`write_error`).
 
     Attributes
     ----------
-    edit_count : int
-        Edits (strokes, fills, erasures) recorded so far, on any layer.
+    write_error : BaseException or None
+        The last failed write's error.
 
     """
 
-    def __init__(self, corrections: CorrectionSet, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        corrections: CorrectionSet,
+        parent: QObject | None = None,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
         self.corrections = corrections
         self.image_layer: napari.layers.Image | None = None
         self.axes = ""
@@ -73,7 +98,9 @@ class CorrectionRecorder:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-unet-corrections")
         self._pending: list[Future[Any]] = []
         self.write_error: BaseException | None = None
-        self.edit_count = 0
+        self._relay = _Relay()
+        if on_written is not None:
+            self._relay.callback = on_written
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
@@ -139,7 +166,6 @@ class CorrectionRecorder:
         return self.edited_planes() | self._fully_reviewed if self.tracker is not None else set()
 
     def _on_edit(self, planes: set[Plane]) -> None:
-        self.edit_count += 1
         self._dirty |= planes
         self._timer.start()
 
@@ -176,9 +202,10 @@ class CorrectionRecorder:
             for future in pending:
                 future.result()
 
-    def _on_written(self, future: Future[Any]) -> None:
+    def _on_written(self, future: Future[Any]) -> None:  # in the writer thread
         if future.exception() is not None:
             self.write_error = future.exception()
+        self._relay.written.emit()
 
     def _save(self, planes: set[Plane]) -> None:
         assert self.tracker is not None and self.image_layer is not None
@@ -270,7 +297,6 @@ class CorrectionRecorder:
 
     def saved_count(self) -> int:
         """Planes of the current image with corrections on disk (under any name)."""
-        self.flush(wait=True)
         if not self.key:
             return 0
         fingerprint = self.key.rsplit("-", 1)[-1]

@@ -90,7 +90,9 @@ class SegmentWidget(Container):
         self._closed = False
         self._models = ModelCache()
         self._corrections = CorrectionSet(CorrectionStore(default_corrections_dir()))
-        self.recorder = CorrectionRecorder(self._corrections, parent=self.native)
+        self.recorder = CorrectionRecorder(
+            self._corrections, parent=self.native, on_written=self._alive(self._on_corrections_written)
+        )
 
         self._image = ComboBox(label="Image", choices=self._image_choices, nullable=True)
         self._axes = LineEdit(label="Axes", tooltip="e.g. YX, CYX, YXC (RGB), ZYX, TYX, TZYX")
@@ -247,6 +249,7 @@ class SegmentWidget(Container):
 
     def _on_image_changed(self, layer: napari.layers.Image | None) -> None:
         self.postprocess.forget()
+        self.finetune.forget()
         if layer is None:
             self._axes.value, self._axes_info.value = "", "Open an image"
             self.recorder.set_image(None, "")
@@ -286,6 +289,12 @@ class SegmentWidget(Container):
             self._set_status(f"Axes of '{layer.name}': {error}")
             return None
 
+    def _on_corrections_written(self) -> None:
+        error, self.recorder.write_error = self.recorder.write_error, None
+        if error is not None:
+            self._set_status(f"Corrections could not be saved in {self.recorder.store.folder}: {error}")
+        self.corrections.refresh()
+
     def _shown_plane(self) -> Plane | None:
         layer, axes = self._image.value, self._checked_axes()
         if layer is None or axes is None:
@@ -321,6 +330,8 @@ class SegmentWidget(Container):
 
     # -- model and device -----------------------------------------------------------------
     def _on_model_changed(self, _: Any = None) -> None:
+        if self.model.path != self.finetune.trained_path:  # not the version it just saved
+            self.finetune.forget()
         # the controls show the chosen model's own settings (loading it now also spares the first
         # Segment the wait); a file that does not load is reported when Segment is pressed
         path = self.model.path
