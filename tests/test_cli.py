@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import re
@@ -111,6 +112,35 @@ def test_provenance_keeps_paths_and_host_only_when_asked(
     text = capsys.readouterr().out
     assert f"--provenance {{{','.join(PROVENANCE_DETAILS)}}}" in text
     assert "absolute paths and the host name" in text
+
+
+class Terminal(io.StringIO):
+    """What a terminal receives."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_are_drawn_on_a_terminal_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = np.zeros((48, 48), np.uint16)
+    image[10:22, 10:22] = 1000
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    command = ["segment", str(tmp_path / "cells.tif"), "-o", str(tmp_path / "out"), "--diameter", "16"]
+    assert main(command) == 0
+    piped = capsys.readouterr()
+    assert "\r" not in piped.err and "all files" not in piped.err  # a log gets lines, not bars
+    assert piped.err.splitlines()[0] == "model nuclei on cpu; 1 input(s)"
+    assert piped.out.startswith(f"{tmp_path / 'out' / 'cells.tif'}: 1 objects")
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([*command, "--overwrite"]) == 0
+    drawn = terminal.getvalue()
+    assert "all files: 100%" in drawn and "1/1" in drawn  # the overall bar, finished
+    assert "cells.tif:" in drawn and "\r" in drawn  # the file's own bar, redrawn in place
+    assert "model nuclei on cpu; 1 input(s)" in drawn
 
 
 def test_wrong_axes_and_missing_inputs_are_one_line_errors(

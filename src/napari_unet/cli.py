@@ -8,22 +8,35 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
 
 from napari_unet import __version__
 from napari_unet.core.config import InferenceConfig  # light: dataclasses only, for defaults in --help
 
 
-def _progress_bar(fraction: float, message: str, width: int = 30) -> None:
-    if not sys.stderr.isatty():
-        return
-    filled = int(round(fraction * width))
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%} {message[:60]:<60}")
-    sys.stderr.flush()
+def _bar(total: int, desc: str, unit: str, leave: bool = True, bar_format: str | None = None) -> tqdm:
+    """A progress bar on stderr, drawn only when stderr is a terminal (not in logs or pipes)."""
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=leave,
+        bar_format=bar_format,
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
 
 
-def _end_progress() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+_FILE_BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+"""A file's bar: its share done and time left (a rate in % per second would say nothing)."""
+
+
+def _say(message: str, stream: TextIO | None = None) -> None:
+    """Print a line (to stderr unless told) above any progress bars."""
+    tqdm.write(message, file=stream or sys.stderr)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -79,29 +92,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         command="napari-unet " + " ".join(sys.argv[1:]),
     )
 
+    bar = _bar(config.steps, "training", "step")
+
     def show(record: Progress) -> None:
         if not record.metrics:  # before training: what was prepared
-            print(record.message, file=sys.stderr)
+            _say(record.message)
             return
-        _progress_bar(record.fraction, f"{record.message} loss {record.metrics.get('loss_smoothed', 0):.4f}")
+        bar.update(record.step - bar.n)
+        bar.set_postfix_str(f"loss {record.metrics.get('loss_smoothed', 0):.4f}", refresh=False)
         extra = {k: v for k, v in record.metrics.items() if k not in ("loss", "loss_smoothed", "lr")}
         if record.step % args.log_every == 0 or extra:
-            _end_progress()
-            print(
-                json.dumps({"step": record.step, **{k: round(v, 5) for k, v in record.metrics.items()}}),
-                file=sys.stderr,
-                flush=True,
-            )
+            _say(json.dumps({"step": record.step, **{k: round(v, 5) for k, v in record.metrics.items()}}))
 
-    result = run(job, show)
-    _end_progress()
+    with bar:
+        result = run(job, show)
     save_model(result, args.output)
     print(f"saved {args.output}")
     return 0
 
 
 def _error(message: str) -> None:
-    print(f"napari-unet: error: {message}", file=sys.stderr)
+    _say(f"napari-unet: error: {message}")
 
 
 def _postprocess(args: argparse.Namespace, bundle):  # noqa: ANN001, ANN202 - a ModelBundle -> PostprocessConfig
@@ -199,27 +210,34 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         planes_per_task=args.planes_per_task,
     )
     failed = 0
+    overall = _bar(len(inputs), "all files", "file")
+    files: dict[Path, tqdm] = {}  # one bar per file in progress (several at once on a cluster)
 
     def show(record: BatchProgress) -> None:
         nonlocal failed
         if isinstance(record, BatchStart):
-            print(record.message, file=sys.stderr)
+            _say(record.message)
             return
-        _progress_bar((record.step + record.metrics.get("file", 0.0)) / max(record.total, 1), record.message)
+        overall.update(record.step - overall.n)
+        if record.input is None:
+            return
+        bar = files.pop(record.input, None) if record.finished else files.get(record.input)
+        if record.finished is None:
+            if bar is None:
+                bar = files[record.input] = _bar(100, record.input.name, "%", False, _FILE_BAR)
+            bar.update(round(record.metrics.get("file", 0.0) * 100) - bar.n)
+            bar.set_postfix_str(record.message.removeprefix(f"{record.input.name}: "), refresh=False)
+            return
+        if bar is not None:
+            bar.close()
         outcome = record.finished
-        if outcome is None:
-            return
-        _end_progress()
         if outcome.status == "failed":
             failed += 1
             _error(outcome.error)
         elif outcome.status == "skipped":
-            print(
-                f"skipped {outcome.input} ({outcome.output} is complete; --overwrite to redo)",
-                file=sys.stderr,
-            )
+            _say(f"skipped {outcome.input} ({outcome.output} is complete; --overwrite to redo)")
         else:
-            print(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s")
+            _say(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s", sys.stdout)
 
     try:
         # on Ctrl-C, run closes the job: cluster tasks are cancelled, outputs stay complete or absent
@@ -227,6 +245,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     except ClusterError as error:
         _error(str(error))
         return 2
+    finally:
+        for bar in files.values():
+            bar.close()
+        overall.close()
     if failed:
         _error(f"{failed} of {len(inputs)} input(s) failed")
     return 1 if failed else 0

@@ -304,12 +304,13 @@ def segment_files_on_cluster(
                 left = chunks_left[path]
                 left[0] -= 1
                 share = 1 - left[0] / left[1]
-                yield BatchProgress(ended, total, f"{path.name}: chunk done", {"file": share})
+                yield BatchProgress(ended, total, f"{path.name}: chunk done", {"file": share}, input=path)
             elif role == "plan" and isinstance(value, FilePlan):
                 planes = len(value.indices)
                 if planes_per_task <= 0 or planes <= planes_per_task or not value.streams:
                     submit("file", path, whole_task, value, spec, settings)
-                    yield BatchProgress(ended, total, f"{path.name}: planned, 1 task", {"file": 0.0})
+                    message = f"{path.name}: planned, 1 task"
+                    yield BatchProgress(ended, total, message, {"file": 0.0}, input=path)
                     continue
                 starts = range(0, planes, planes_per_task)
                 chunks_left[path] = [len(starts), len(starts)]
@@ -319,13 +320,13 @@ def segment_files_on_cluster(
                 ]
                 submit("file", path, merge_task, value, chunks, settings)
                 message = f"{path.name}: planned, {len(chunks)} chunks"
-                yield BatchProgress(ended, total, message, {"file": 0.0})
+                yield BatchProgress(ended, total, message, {"file": 0.0}, input=path)
             else:
                 ended += 1
                 assert isinstance(value, FileResult)
                 outcomes[path] = value
                 message = f"{path.name}: {value.status}"
-                yield BatchProgress(ended, total, message, {"file": 0.0}, finished=value)
+                yield BatchProgress(ended, total, message, {"file": 0.0}, input=path, finished=value)
     finally:
         left = [f for f in roles if not f.done()]
         if left:

@@ -62,6 +62,8 @@ class BatchProgress(Progress):
 
     Attributes
     ----------
+    input : Path or None
+        The input file the record is about (``None`` before the files start).
     finished : FileResult or None
         Set on the record of the file that just ended (done, skipped or failed).
 
@@ -72,6 +74,7 @@ class BatchProgress(Progress):
 
     """
 
+    input: Path | None = None
     finished: FileResult | None = None
 
 
@@ -339,13 +342,14 @@ def segment_files(
     outcomes = []
     for number, path in enumerate(inputs):
 
-        def of_batch(record: Progress, number: int = number, name: str = Path(path).name) -> BatchProgress:
-            return BatchProgress(number, total, f"{name}: {record.message}", {"file": record.fraction})
+        def of_batch(record: Progress, number: int = number, path: Path = Path(path)) -> BatchProgress:
+            message = f"{path.name}: {record.message}"
+            return BatchProgress(number, total, message, {"file": record.fraction}, input=path)
 
         outcome = yield from relay(segment_file(Path(path), Path(outdir), segmenter, settings), of_batch)
         message = f"{Path(path).name}: {outcome.status}"
         if outcome.status == "skipped":
             message = f"{Path(path).name}: already done, skipped"
         outcomes.append(outcome)
-        yield BatchProgress(number + 1, total, message, {"file": 0.0}, finished=outcome)
+        yield BatchProgress(number + 1, total, message, {"file": 0.0}, input=Path(path), finished=outcome)
     return outcomes
