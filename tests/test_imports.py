@@ -28,3 +28,9 @@ def test_core_and_cli_never_import_the_gui_stack() -> None:
         ]
     )
     assert loaded_after(imports, ("napari", "qtpy", "PyQt5", "PyQt6", "magicgui")) == []
+
+
+def test_the_docks_open_without_importing_torch() -> None:
+    # napari imports a dock's module on the click: torch (seconds) loads afterwards, in a worker
+    imports = "import napari_unet.gui.widget, napari_unet.gui.batch_widget"
+    assert loaded_after(imports, ("torch",)) == []

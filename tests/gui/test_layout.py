@@ -1,10 +1,11 @@
-"""The docks on a laptop screen: they scroll, fold, wrap long text and keep a sane width."""
+"""The docks on a laptop screen: they open at once, scroll, fold, wrap long text, keep a sane width."""
 
 from __future__ import annotations
 
 import pytest
-from qtpy.QtWidgets import QApplication, QPushButton, QScrollArea, QToolButton
+from qtpy.QtWidgets import QApplication, QComboBox, QPushButton, QScrollArea, QToolButton
 
+from napari_unet.core.models.registry import bundled_model_path, load_model
 from napari_unet.gui.layout import TextLine, breakable
 
 LAPTOP = (1366, 768)
@@ -131,3 +132,55 @@ def test_text_line_keeps_the_given_text_and_asks_for_no_width(qtbot):
     # a break opportunity at least every 16 characters of a long word, none in short ones
     assert all(len(part) <= 16 for part in breakable(LONG_NAME).split("\u200b"))
     assert breakable("3 objects.") == "3 objects."
+
+
+def slider_values(widget) -> dict[str, float]:
+    return {control.label: control.value for control in widget.postprocess}
+
+
+def shown_settings(config) -> dict[str, float]:
+    return {
+        "Probability": config.foreground_threshold,
+        "Seed threshold": config.seed_threshold,
+        "Min size (px)": config.min_size,
+        "Join threshold": config.join_threshold,
+        "Object probability": config.object_probability,
+    }
+
+
+def test_the_dock_opens_at_once_and_loads_the_model_in_the_background(
+    qtbot, make_napari_viewer, nuclei_image
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei_image, name="cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net segmentation")
+    # shown before the model is loaded: the status says so and the post-processing waits for it
+    assert widget.loading is not None
+    assert widget._status.value.startswith("Loading PyTorch and nuclei"), widget._status.value
+    assert not widget.postprocess.enabled
+    qtbot.waitUntil(lambda: widget.loading is None, timeout=60_000)
+    assert widget.postprocess.enabled
+    assert widget._status.value == "nuclei is loaded."
+    assert widget.model.device_used.value == "will run on cpu"
+    # the sliders show the model's own settings from the start, not the panel's defaults
+    nuclei = load_model(bundled_model_path("nuclei")).postprocess
+    assert slider_values(widget) == pytest.approx(shown_settings(nuclei))
+
+    # another model: its settings once it is loaded
+    combo = next(b for b in widget.native.findChildren(QComboBox) if b.findText("em-membranes") >= 0)
+    combo.setCurrentIndex(combo.findText("em-membranes"))
+    assert not widget.postprocess.enabled
+    qtbot.waitUntil(lambda: widget.loading is None, timeout=60_000)
+    membranes = load_model(bundled_model_path("em-membranes")).postprocess
+    assert slider_values(widget) == pytest.approx(shown_settings(membranes))
+    assert widget.postprocess.enabled
+
+
+def test_the_batch_dock_lists_devices_once_loaded(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, batch = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net batch segmentation")
+    assert batch.loading is not None
+    assert batch._status.value.startswith("Loading PyTorch")
+    qtbot.waitUntil(lambda: batch.loading is None, timeout=60_000)
+    assert batch._status.value == ""
+    assert batch.model.device_used.value == "will run on cpu"

@@ -36,7 +36,7 @@ def correct(qtbot, labels_layer):
     return erased
 
 
-def test_widget_is_a_dock_widget_with_menu_entry(viewer_and_widget):
+def test_widget_is_a_dock_widget_with_menu_entry(qtbot, viewer_and_widget):
     from npe2 import PluginManager
 
     viewer, widget = viewer_and_widget
@@ -44,6 +44,7 @@ def test_widget_is_a_dock_widget_with_menu_entry(viewer_and_widget):
     manifest = PluginManager.instance().get_manifest("napari-unet")
     menu = manifest.contributions.menus["napari/layers/segment"]
     assert menu[0].command == "napari-unet.make_segment_widget"
+    qtbot.waitUntil(lambda: widget.loading is None, timeout=60_000)  # torch loads in the background
     assert widget.model.device_used.value.startswith("will run on")
 
 
@@ -188,9 +189,10 @@ def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nucle
     qtbot.waitUntil(lambda: not labels_layer.data.any(), timeout=3000)
 
 
-def test_postprocessing_controls_show_the_chosen_models_settings(viewer_and_widget):
+def test_postprocessing_controls_show_the_chosen_models_settings(qtbot, viewer_and_widget):
     _, widget = viewer_and_widget
     widget.model.select(str(bundled_model_path("phase-cells")))
+    qtbot.waitUntil(lambda: widget.loading is None, timeout=60_000)  # the model loads in the background
     expected = load_model(bundled_model_path("phase-cells")).postprocess
     assert widget.postprocess._min_size.value == expected.min_size
     assert widget.postprocess._join.value == pytest.approx(expected.join_threshold)

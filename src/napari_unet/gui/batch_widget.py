@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import napari
 import numpy as np
@@ -26,12 +27,10 @@ from magicgui.widgets import (
     SpinBox,
     Table,
 )
-from napari.qt.threading import GeneratorWorker
+from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QAbstractItemView
 
-from napari_unet.core.batch.local import BatchProgress, BatchSettings, FileResult
-from napari_unet.core.batch.runner import segment_batch
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.io.files import InputError, find_inputs
 from napari_unet.core.io.stacks import TiffImage
@@ -40,7 +39,10 @@ from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
 from napari_unet.gui.layout import Section, TextLine, scrolling
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.progress_bar import JobProgress
-from napari_unet.gui.workers import ModelCache, job_worker, limit_torch_threads
+from napari_unet.gui.workers import ModelCache, job_worker, limit_torch_threads, preload_worker
+
+if TYPE_CHECKING:  # core.batch.local imports torch: the dock opens without it
+    from napari_unet.core.batch.local import BatchProgress, BatchSettings, FileResult
 
 COLUMNS = ("file", "objects", "seconds", "status", "message")
 
@@ -80,6 +82,9 @@ class BatchRequest:
 
 def batch_job(request: BatchRequest, models: ModelCache) -> Generator[BatchProgress, None, list[FileResult]]:
     """Load the model, then :func:`~napari_unet.core.batch.runner.segment_batch` the request's files."""
+    from napari_unet.core.batch.local import BatchProgress
+    from napari_unet.core.batch.runner import segment_batch
+
     yield BatchProgress(0, len(request.inputs), "loading the model", {"file": 0.0})
     bundle = models.get(request.model_path)
     inference = InferenceConfig(device=request.device, diameter=request.diameter, augment=request.augment)
@@ -108,6 +113,8 @@ class BatchWidget(Container):
     ----------
     worker : GeneratorWorker or None
         The running batch, if any.
+    loading : FunctionWorker or None
+        Loading torch and the chosen model in the background, while it runs.
     results : dict
         Input path -> :class:`~napari_unet.core.batch.local.FileResult` of this run so far.
 
@@ -213,6 +220,22 @@ class BatchWidget(Container):
         self._cancel.changed.connect(self.cancel)
         self._open.changed.connect(self._on_open_clicked)
 
+        # torch and the model load in the background: the dock shows at once
+        self._closed = False
+        self.native.destroyed.connect(lambda *_: setattr(self, "_closed", True))
+        self._set_status("Loading PyTorch and the model in the background (a few seconds)…")
+        self.loading: FunctionWorker | None = preload_worker(self._models, self.model.path)
+        self.loading.finished.connect(self._on_loaded)
+        self.loading.start()
+
+    def _on_loaded(self) -> None:
+        self.loading = None
+        if self._closed:
+            return
+        self.model.refresh_devices()
+        if self._status.value.startswith("Loading PyTorch"):
+            self._set_status("")
+
     # -- inputs -----------------------------------------------------------------------------
     def _set_status(self, text: str) -> None:
         self._status.value = text
@@ -247,6 +270,8 @@ class BatchWidget(Container):
         if not inputs:
             self._set_status(f"No TIFF files matching {self._pattern.value!r} in the chosen folder.")
             return None
+        from napari_unet.core.batch.local import BatchSettings
+
         axes = str(self._axes.value).strip() or None
         settings = BatchSettings(
             axes=axes, stitch=bool(self._stitch.value), overwrite=bool(self._overwrite.value)

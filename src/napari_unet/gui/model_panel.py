@@ -6,12 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from magicgui.widgets import ComboBox, Container, PushButton
 from napari.qt.threading import FunctionWorker, create_worker
 from qtpy.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
-from napari_unet.core.devices import choose_device
 from napari_unet.core.models.registry import (
     BUNDLED_MODELS,
     DEFAULT_MODEL,
@@ -34,7 +32,9 @@ from napari_unet.gui.workers import ModelCache
 
 
 def available_devices() -> list[str]:
-    """Device names available to torch, ``auto`` first."""
+    """Device names available to torch, ``auto`` first (imports torch)."""
+    import torch
+
     devices = ["auto", "cpu"]
     if torch.cuda.is_available():
         devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -144,7 +144,9 @@ class ModelPanel(Container):
         actions.margins = (0, 0, 0, 0)
         self._manage_area = Container(widgets=[self.details, actions], labels=False, visible=False)
         self._manage_area.margins = (0, 0, 0, 0)
-        self.device = ComboBox(label="Device", choices=available_devices(), value="auto")
+        # the GPUs are listed once torch is loaded (in the background: see refresh_devices)
+        self._devices = ["auto", "cpu"]
+        self.device = ComboBox(label="Device", choices=lambda _: self._devices, value="auto")
         self.device_used = TextLine()
         self.extend([self.model, buttons, self._manage_area, self.device, self.device_used])
 
@@ -158,7 +160,6 @@ class ModelPanel(Container):
         self.model.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)
         self.select_default()
-        self._on_device_changed(self.device.value)
 
     def _choices(self, _: Any = None) -> list[tuple[str, str]]:
         bundled = [(n, str(bundled_model_path(n))) for n in BUNDLED_MODELS if bundled_model_path(n).is_file()]
@@ -328,7 +329,15 @@ class ModelPanel(Container):
             self.select_default()
         self._report(f"Deleted {name}.")
 
+    def refresh_devices(self) -> None:
+        """List the available devices and say which one runs (call once torch is imported)."""
+        self._devices = available_devices()
+        self.device.reset_choices()
+        self._on_device_changed(self.device.value)
+
     def _on_device_changed(self, name: str) -> None:
+        from napari_unet.core.devices import choose_device
+
         try:
             self.device_used.value = f"will run on {choose_device(name)}"
         except ValueError as error:

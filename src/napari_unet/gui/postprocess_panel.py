@@ -12,12 +12,13 @@ from qtpy.QtCore import QTimer
 
 from napari_unet.core.config import PostprocessConfig
 from napari_unet.core.segmentation.postprocess import PlaneOutputs, relabel
-from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
 from napari_unet.gui.layers import Plane, labels_name
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the segmenter imports torch: the dock opens without it
     import numpy as np
     from numpy.typing import NDArray
+
+    from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
 
 RELABEL_DELAY_MS = 120
 """A slider drag re-labels once it pauses this long, not at every pixel of the drag."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
@@ -22,7 +22,7 @@ from magicgui.widgets import (
     PushButton,
     RadioButtons,
 )
-from napari.qt.threading import GeneratorWorker
+from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils.notifications import show_error
 from numpy.typing import NDArray
 from qtpy.QtWidgets import QMessageBox
@@ -30,7 +30,6 @@ from qtpy.QtWidgets import QMessageBox
 from napari_unet.core.models.store import ModelVersion
 from napari_unet.core.progress import Progress
 from napari_unet.core.segmentation.axes import normalise_axes, stack_axes
-from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
 from napari_unet.core.training.corrections import CorrectionSet, CorrectionStore, default_corrections_dir
 from napari_unet.gui.corrections_panel import CorrectionsPanel
 from napari_unet.gui.finetune import FineTunePanel
@@ -51,7 +50,11 @@ from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.postprocess_panel import PostprocessPanel
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.recorder import CorrectionRecorder
-from napari_unet.gui.workers import ModelCache, SegmentRequest, segment_worker
+from napari_unet.gui.workers import ModelCache, SegmentRequest, preload_worker, segment_worker
+
+if TYPE_CHECKING:  # importing the segmenter imports torch: the dock opens without it
+    from napari_unet.core.models.files import ModelBundle
+    from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
 
 CURRENT_PLANE, WHOLE_STACK = "current plane", "whole stack"
 
@@ -74,6 +77,8 @@ class SegmentWidget(Container):
         Asks a yes/no question (a dialog by default; tests replace it).
     segment_worker : GeneratorWorker or None
         The running segmentation, if any.
+    loading : FunctionWorker or None
+        Loading torch and the chosen model in the background (see :meth:`load_model`), if it runs.
 
     """
 
@@ -88,6 +93,9 @@ class SegmentWidget(Container):
         self._stop_reason = ""
         self._resegment_when_done = False
         self._closed = False
+        self.loading: FunctionWorker | None = None
+        self._torch_loaded = False
+        self._loading_message = ""
         self._models = ModelCache()
         self._corrections = CorrectionSet(CorrectionStore(default_corrections_dir()))
         self.recorder = CorrectionRecorder(
@@ -187,6 +195,8 @@ class SegmentWidget(Container):
             self._image.reset_choices()
             self._image.value = self._first_image()
         self._on_image_changed(self._image.value)
+        # torch and the model load in the background: the dock shows at once
+        self.load_model()
 
     # -- choices ----------------------------------------------------------------------------
     def _image_choices(self, _: Any = None) -> list[tuple[str, napari.layers.Image]]:
@@ -332,14 +342,48 @@ class SegmentWidget(Container):
     def _on_model_changed(self, _: Any = None) -> None:
         if self.model.path != self.finetune.trained_path:  # not the version it just saved
             self.finetune.forget()
-        # the controls show the chosen model's own settings (loading it now also spares the first
-        # Segment the wait); a file that does not load is reported when Segment is pressed
+        self.load_model()
+
+    def load_model(self) -> FunctionWorker:
+        """Load the chosen model (and, the first time, torch) in the background.
+
+        The post-processing controls are disabled until they show the model's
+        own settings.  Loading now also spares the first Segment the wait; a
+        file that does not load is reported when Segment is pressed.
+        """
         path = self.model.path
-        try:
-            config = self._models.get(path).postprocess if path else None
-        except Exception:  # noqa: BLE001 - any unreadable model: keep the controls as they are
-            config = None
-        self.postprocess.use_model_defaults(config)
+        name = Path(path).stem if path else "the model"
+        self.postprocess.use_model_defaults(None)
+        self.postprocess.enabled = False
+        message = (
+            f"Loading {name}…"
+            if self._torch_loaded
+            else f"Loading PyTorch and {name} in the background (a few seconds)…"
+        )
+        if not self._status.value or self._status.value == self._loading_message:
+            self._set_status(message)
+        self._loading_message = message
+        self.loading = worker = preload_worker(self._models, path)
+        worker.returned.connect(self._alive(lambda bundle: self._on_model_loaded(path, bundle)))
+        worker.finished.connect(self._alive(lambda: self._on_loading_finished(worker)))
+        worker.start()
+        return worker
+
+    def _on_model_loaded(self, path: str | None, bundle: ModelBundle | None) -> None:
+        if not self._torch_loaded:
+            self._torch_loaded = True
+            self.model.refresh_devices()
+        if path != self.model.path:
+            return  # another model was chosen meanwhile; its own load follows
+        self.postprocess.use_model_defaults(bundle.postprocess if bundle is not None else None)
+
+    def _on_loading_finished(self, worker: FunctionWorker) -> None:
+        if worker is not self.loading:
+            return
+        self.loading = None
+        self.postprocess.enabled = True
+        if self._status.value == self._loading_message:
+            self._set_status(f"{Path(self.model.path).stem} is loaded." if self.model.path else "")
 
     # -- segment --------------------------------------------------------------------------
     def _on_segment_clicked(self) -> None:

@@ -4,6 +4,9 @@ Each job is a generator run by :func:`napari.qt.threading.create_worker`: it
 yields :class:`~napari_unet.core.progress.Progress` records (shown in the
 GUI thread) and returns its result.  Quitting a worker stops its generator
 between two records, so a cancelled job changes nothing.
+
+Importing this module does not import torch: the docks open at once, and
+:func:`preload_worker` imports torch and loads the model in the background.
 """
 
 from __future__ import annotations
@@ -11,14 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-# torch's optimisers import torch._dynamo (~800 modules, ~1 s) on their first step; done in
-# a worker, that import holds the GIL for up to ~120 ms at a time and stalls napari, so it
-# happens here, while the plugin loads (measured with benchmarks/gui_responsiveness.py)
-import torch._dynamo  # noqa: F401
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
@@ -26,13 +23,46 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model
 from napari_unet.core.models.store import ModelVersion, save_version
 from napari_unet.core.progress import Progress
-from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
-from napari_unet.core.training.finetune import FineTuneJob
+
+if TYPE_CHECKING:
+    from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
+    from napari_unet.core.training.finetune import FineTuneJob
 
 
 def limit_torch_threads() -> None:
     """Leave one core to napari's event loop: torch uses all but one (at least one)."""
+    import torch
+
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+def preload(models: ModelCache, model_path: str | None) -> ModelBundle | None:
+    """Import what segmenting and fine-tuning need, then load the model in ``model_path``.
+
+    torch takes seconds to import, and its optimisers import ``torch._dynamo``
+    (~800 modules) on their first step, holding the GIL for up to ~120 ms at a
+    time: done here, before the person's first Segment or Fine-tune, neither
+    of them stalls on it (measured with benchmarks/open_widget.py and
+    benchmarks/gui_responsiveness.py).  Returns ``None`` without a model or if
+    it does not load (Segment then says why).
+    """
+    import torch._dynamo  # noqa: F401 (and torch itself)
+
+    import napari_unet.core.batch.local
+    import napari_unet.core.segmentation.segmenter
+    import napari_unet.core.training.loop  # noqa: F401
+
+    if model_path is None:
+        return None
+    try:
+        return models.get(model_path)
+    except ValueError:
+        return None
+
+
+def preload_worker(models: ModelCache, model_path: str | None) -> FunctionWorker:
+    """An unstarted worker running :func:`preload`; returns the model (or ``None``)."""
+    return create_worker(preload, models, model_path, _ignore_errors=True, _start_thread=False)
 
 
 def _file_stamp(path: str) -> tuple[int, int] | None:
@@ -106,6 +136,8 @@ def segment_job(
     request: SegmentRequest, models: ModelCache
 ) -> Generator[Progress, None, tuple[Segmenter, Segmentation]]:
     """Load the model, segment, and return the segmenter with its result (outputs kept)."""
+    from napari_unet.core.segmentation.segmenter import Segmenter
+
     yield Progress(0, 1000, "loading model")
     bundle = models.get(request.model_path)
     inference = InferenceConfig(device=request.device, diameter=request.diameter, augment=request.augment)
@@ -168,6 +200,8 @@ __all__ = [
     "fine_tune_worker",
     "job_worker",
     "limit_torch_threads",
+    "preload",
+    "preload_worker",
     "save_worker",
     "segment_job",
     "segment_worker",

@@ -3,6 +3,10 @@
 A model file is a ``torch.save`` of a plain dictionary of strings, numbers,
 lists and tensors, so it loads with ``torch.load(..., weights_only=True)``:
 loading never executes code from the file.
+
+Importing this module does not import torch (it takes seconds): torch is
+imported when a model is first read or written, so that listing and naming
+models (the model registry and store, the napari widget's pickers) stays quick.
 """
 
 from __future__ import annotations
@@ -13,9 +17,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-import torch
+from typing import IO, TYPE_CHECKING, Any
 
 from napari_unet.core.config import (
     ModelConfig,
@@ -25,7 +27,9 @@ from napari_unet.core.config import (
     to_dict,
 )
 from napari_unet.core.io.atomic import atomic_path
-from napari_unet.core.models.network import UNet
+
+if TYPE_CHECKING:
+    from napari_unet.core.models.network import UNet
 
 FORMAT = "napari-unet-model"
 FORMAT_VERSION = 1
@@ -102,6 +106,8 @@ def save_model(bundle: ModelBundle, path: str | os.PathLike[str]) -> Path:
         The written file.
 
     """
+    import torch
+
     path = Path(path)
     payload = {
         **model_header(bundle),
@@ -132,6 +138,8 @@ def load_plain_data(source: str | os.PathLike[str] | IO[bytes], name: str | os.P
         If the file holds other objects, or is truncated or corrupt.
 
     """
+    import torch
+
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -220,6 +228,10 @@ def network_from_state_dict(config: ModelConfig, state_dict: Any, path: str | os
         shapes are exactly those of the architecture.
 
     """
+    import torch
+
+    from napari_unet.core.models.network import UNet
+
     if not isinstance(state_dict, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
     ):

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,8 +32,9 @@ from scipy import ndimage as ndi
 from napari_unet.core.io.atomic import atomic_path
 from napari_unet.core.io.files import user_data_folder
 from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.segmentation.sizing import median_diameter
-from napari_unet.core.training.samples import TrainingSample, prepare_sample
+
+if TYPE_CHECKING:
+    from napari_unet.core.training.samples import TrainingSample
 
 CORRECTIONS_DIR_ENV = "NAPARI_UNET_CORRECTIONS_DIR"
 REVIEW_DIAMETERS = 2.0
@@ -116,6 +117,9 @@ def reviewed_region(
     touched = np.unique(labels[edited])
     region = edited | np.isin(labels, touched[touched > 0])
     if margin is None:
+        # imported here: sizing and samples import torch, which recording corrections does not need
+        from napari_unet.core.segmentation.sizing import median_diameter
+
         diameter = median_diameter(labels) or 0.0
         margin = max(REVIEW_MARGIN_MIN, REVIEW_DIAMETERS * diameter)
     if margin > 0 and region.any():
@@ -270,6 +274,8 @@ class Correction:
 
     def sample(self, bundle: ModelBundle) -> TrainingSample:
         """The training sample for ``bundle``'s scale and channels (see ``prepare_sample``)."""
+        from napari_unet.core.training.samples import prepare_sample
+
         return prepare_sample(
             self.image, self.labels, bundle.config, bundle.preprocess, mask=self.mask, name=self.name
         )
