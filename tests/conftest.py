@@ -17,15 +17,16 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def _data_folder(name: str) -> Path:
+    """A split of the shared real data; the test is skipped, saying where it looked, when it is absent."""
     folder = DATA / name
     if not (folder / "images").is_dir():
-        pytest.fail(f"real data not found at {folder} (set NAPARI_UNET_DATA)")
+        pytest.skip(f"needs the real data {name} (not found at {folder}; set NAPARI_UNET_DATA to its folder)")
     return folder
 
 
 @pytest.fixture(scope="session")
 def data_folder() -> Callable[[str], Path]:
-    """Find a split of the shared real data, e.g. ``nuclei-dsb2018/val``; fails loudly if absent."""
+    """Find a split of the shared real data, e.g. ``nuclei-dsb2018/val``; skips the test if absent."""
     return _data_folder
 
 

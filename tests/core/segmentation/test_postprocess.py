@@ -16,7 +16,6 @@ from napari_unet.core.segmentation.postprocess import (
     stitch_planes,
     without_doubtful_objects,
 )
-from napari_unet.core.segmentation.sizing import median_diameter
 from napari_unet.core.training.targets import head_targets
 
 
@@ -73,14 +72,6 @@ def test_stitching_follows_objects_across_planes() -> None:
     stitched, next_id = stitch_planes(previous, current, next_id=8)
     assert stitched[2, 2] == 7
     assert stitched[8, 8] == 8 and next_id == 9
-
-
-def test_median_diameter() -> None:
-    labels = np.zeros((50, 50), np.int32)
-    labels[0:10, 0:10] = 1
-    labels[20:30, 20:30] = 2
-    assert median_diameter(labels) == np.sqrt(4 * 100 / np.pi)
-    assert median_diameter(np.zeros((5, 5), np.int32)) is None
 
 
 def test_plane_numbering_joins_only_consecutive_planes_of_one_stack() -> None:

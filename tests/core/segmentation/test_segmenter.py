@@ -6,8 +6,6 @@ import pytest
 import tifffile
 import torch
 import zarr
-from hypothesis import given
-from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from napari_unet.core.config import InferenceConfig, ModelConfig, PostprocessConfig, PreprocessConfig
@@ -16,7 +14,6 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.network import UNet
 from napari_unet.core.models.registry import load_model, resolve_model
 from napari_unet.core.progress import run
-from napari_unet.core.segmentation.axes import guess_axes, normalise_axes
 from napari_unet.core.segmentation.segmenter import (
     PlaneOutputs,
     Segmentation,
@@ -24,7 +21,6 @@ from napari_unet.core.segmentation.segmenter import (
     inference_network,
     segment_array,
 )
-from napari_unet.core.segmentation.tiling import tile_layout
 from napari_unet.core.training.targets import head_targets
 
 
@@ -67,19 +63,6 @@ def test_every_axes_layout_gives_labels_of_the_spatial_shape(
     assert result.labels.shape == label_shape
     assert result.labels.dtype == np.int32
     assert result.device == "cpu"
-
-
-def test_guess_axes_and_overrides() -> None:
-    assert guess_axes((512, 512)) == "YX"
-    assert guess_axes((10, 512, 512)) == "ZYX"
-    assert guess_axes((512, 512, 3)) == "YXC"
-    assert guess_axes((5, 10, 512, 512)) == "TZYX"
-    assert normalise_axes("qyx", (3, 4, 5)) == "ZYX"
-    assert normalise_axes("YXS", (4, 5, 3)) == "YXC"
-    with pytest.raises(ValueError, match="do not match"):
-        normalise_axes("YX", (3, 4, 5))
-    with pytest.raises(ValueError, match="must include Y and X"):
-        normalise_axes("ZCY", (3, 4, 5))
 
 
 class OracleSegmenter(Segmenter):
@@ -186,30 +169,6 @@ def test_mixed_precision_keeps_the_labels_of_float32(nuclei_val: Path) -> None:
         assert segmenter.amp is amp
         labels[amp] = _run_segment(segmenter, image).labels
     assert average_precision(labels[False], labels[True], thresholds=[0.5])[0] > 0.97
-
-
-@given(
-    size=st.integers(1, 300),
-    tile=st.integers(16, 1024),
-    overlap=st.integers(0, 200),
-    multiple=st.sampled_from([1, 2, 8, 16]),
-)
-def test_tile_layout_covers_evenly_with_the_fewest_tiles(
-    size: int, tile: int, overlap: int, multiple: int
-) -> None:
-    size *= multiple
-    overlap = min(overlap, tile - 1)
-    edge, starts = tile_layout(size, tile, overlap, multiple)
-    units, most = size // multiple, max(1, -(-tile // multiple))
-    assert edge % multiple == 0 and all(start % multiple == 0 for start in starts)
-    assert starts[0] == 0 and starts[-1] + edge == size  # covers the image, no tile beyond it
-    assert edge <= max(most * multiple, multiple) or len(starts) == 1
-    if len(starts) > 1:
-        shared = min(-(-overlap // multiple), most - 1) * multiple
-        steps = np.diff(starts)
-        assert steps.min() > 0 and edge - steps.max() >= shared  # every neighbour overlaps enough
-        assert steps.max() - steps.min() <= multiple  # spread evenly
-        assert len(starts) == -(-(units - shared // multiple) // (most - shared // multiple))  # fewest
 
 
 def test_inference_network_folds_batch_norm_and_leaves_the_model_alone() -> None:
