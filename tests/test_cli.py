@@ -255,7 +255,8 @@ def test_models_subcommands_manage_the_store(capsys: pytest.CaptureFixture, priv
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
     rows = {line.split()[0]: line for line in listing.splitlines()}
-    assert rows["tiny-v2"].endswith("(current)") and not rows["tiny-v1"].endswith("(current)")
+    assert " current version of tiny " in rows["tiny-v2"]
+    assert " older version of tiny (current: tiny-v2) " in rows["tiny-v1"]
 
     assert main(["models", "info", "tiny-v2"]) == 0
     info = capsys.readouterr().out

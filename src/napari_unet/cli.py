@@ -261,15 +261,15 @@ def _list_models() -> None:
         bundled_model_path,
         user_models,
     )
-    from napari_unet.core.models.store import current_version, family_of
+    from napari_unet.core.models.store import model_standing
 
-    rows = [(name, "bundled", bundled_model_path(name)) for name in BUNDLED_MODELS]
-    rows += [(name, "user", path) for name, path in user_models().items()]
-    for name, kind, path in rows:
-        current = kind == "user" and getattr(current_version(family_of(name)), "name", None) == name
-        marker = " (default)" if name == DEFAULT_MODEL else " (current)" if current else ""
+    # the standing is in the words the widget uses for the model it will run
+    rows = [(name, bundled_model_path(name)) for name in BUNDLED_MODELS]
+    rows += list(user_models().items())
+    for name, path in rows:
+        marker = " (default)" if name == DEFAULT_MODEL else ""
         state = "" if path.is_file() else "  [missing]"
-        print(f"{name:<24} {kind:<8} {path}{marker}{state}")
+        print(f"{name:<24} {model_standing(name):<44} {path}{marker}{state}")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -294,3 +294,26 @@ def test_restore_after_reopening_the_widget_and_the_viewer(
     segment(qtbot, widget)  # the restored corrections stay through a re-segmentation
     assert len(answers) == 1
     assert_drawn_kept(labels, drawn, changed)
+
+
+def test_the_widget_says_which_model_it_uses_in_the_words_of_the_cli(viewer, capsys):
+    from napari_unet.cli import main
+    from napari_unet.core.models.registry import load_model
+    from napari_unet.core.models.store import save_version
+
+    dock, widget = open_widget(viewer)
+    assert widget.model.choice.value == "Uses nuclei, bundled (no fine-tuned version of it yet)."
+    version = save_version(load_model(bundled_model_path("nuclei")))  # a fine-tuning of another day
+    viewer.window.remove_dock_widget(dock)
+    _, widget = open_widget(viewer)
+    assert widget.model.path == str(version.path), "the widget starts with the newest fine-tuning"
+    said = widget.model.choice.value
+    assert said.startswith(f"Uses {version.name}, the current version of nuclei")
+    assert f"napari-unet segment uses the bundled nuclei unless given --model {version.name}" in said
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert " current version of nuclei " in rows[version.name]
+    assert " bundled; its current version is nuclei-v1 " in rows["nuclei"]
+
+    click(widget, "Previous version")
+    assert widget.model.choice.value == "Uses nuclei, bundled; its current version is nuclei-v1."

@@ -12,7 +12,6 @@ from qtpy.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from napari_unet.core.models.registry import (
     BUNDLED_MODELS,
-    DEFAULT_MODEL,
     MODEL_SUFFIX,
     bundled_model_path,
     user_model_dir,
@@ -22,10 +21,12 @@ from napari_unet.core.models.store import (
     ModelVersion,
     current_version,
     delete_model,
+    describe_choice,
     family_of,
     parent_of,
     rename_model,
     rollback,
+    starting_model,
 )
 from napari_unet.gui.layout import TextLine
 from napari_unet.gui.workers import ModelCache
@@ -148,7 +149,8 @@ class ModelPanel(Container):
         self._devices = ["auto", "cpu"]
         self.device = ComboBox(label="Device", choices=lambda _: self._devices, value="auto")
         self.device_used = TextLine()
-        self.extend([self.model, buttons, self._manage_area, self.device, self.device_used])
+        self.choice = TextLine()
+        self.extend([self.model, self.choice, buttons, self._manage_area, self.device, self.device_used])
 
         self._open.changed.connect(self._on_open_clicked)
         self._previous.changed.connect(self._on_previous_clicked)
@@ -160,6 +162,7 @@ class ModelPanel(Container):
         self.model.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)
         self.select_default()
+        self._show_choice()
 
     def _choices(self, _: Any = None) -> list[tuple[str, str]]:
         bundled = [(n, str(bundled_model_path(n))) for n in BUNDLED_MODELS if bundled_model_path(n).is_file()]
@@ -181,14 +184,14 @@ class ModelPanel(Container):
         self.model.value = path
 
     def select_default(self) -> None:
-        """Select the current (newest) version of the default model, or the bundled default."""
-        newest = current_version(DEFAULT_MODEL)
+        """Select the current (newest) version of the default model, or the bundled default.
+
+        See :func:`~napari_unet.core.models.store.starting_model`.
+        """
+        path = starting_model()
         self.model.reset_choices()
-        paths = dict(self._choices())
-        if newest is not None:
-            self.select(newest.path)
-        elif DEFAULT_MODEL in paths:
-            self.model.value = paths[DEFAULT_MODEL]
+        if path.is_file():
+            self.select(path)
 
     def _on_open_clicked(self) -> None:
         path = self.ask_model_file()
@@ -232,7 +235,12 @@ class ModelPanel(Container):
         self._refresh_details()
 
     def _on_model_changed(self, _: Any = None) -> None:
+        self._show_choice()
         self._refresh_details()
+
+    def _show_choice(self) -> None:
+        """Say which model and version runs, and why, in the words of ``napari-unet models``."""
+        self.choice.value = describe_choice(self.path) if self.path else "Choose a model."
 
     def _refresh_details(self) -> None:
         if not self._managing:

@@ -20,12 +20,15 @@ from napari_unet.core.models.store import (
     current_version,
     delete_model,
     describe,
+    describe_choice,
     family_of,
     list_versions,
+    model_standing,
     parent_of,
     rename_model,
     rollback,
     save_version,
+    starting_model,
     store_lock,
 )
 from napari_unet.core.progress import run
@@ -262,3 +265,28 @@ def test_a_version_whose_writer_died_leaves_no_file_behind(model_dir):
     second = save_version(tiny_bundle(seed=1))
     assert not stale.exists() and live.exists()
     assert second.name == "nuclei-v2" and load_model(second.path).name == "nuclei-v2"
+
+
+def test_model_standing_and_the_widgets_choice_in_the_same_words(model_dir, tmp_path):
+    bundled = bundled_model_path("nuclei")
+    assert model_standing("nuclei") == "bundled"
+    assert starting_model() == bundled
+    assert describe_choice(bundled) == "Uses nuclei, bundled (no fine-tuned version of it yet)."
+
+    v1 = save_version(tiny_bundle())
+    v2 = save_version(tiny_bundle(seed=1))
+    assert model_standing("nuclei") == "bundled; its current version is nuclei-v2"
+    assert model_standing("nuclei-v2") == "current version of nuclei"
+    assert model_standing("nuclei-v1") == "older version of nuclei (current: nuclei-v2)"
+    assert starting_model() == v2.path, "the widget starts with the newest fine-tuning"
+    choice = describe_choice(v2.path)
+    assert "the current version of nuclei" in choice
+    assert "napari-unet segment uses the bundled nuclei unless given --model nuclei-v2" in choice
+    assert describe_choice(v1.path) == "Uses nuclei-v1, older version of nuclei (current: nuclei-v2)."
+    assert describe_choice(bundled) == "Uses nuclei, bundled; its current version is nuclei-v2."
+
+    rename_model("nuclei-v1", "lab-nuclei")
+    assert model_standing("lab-nuclei") == "your model"
+    elsewhere = tmp_path / "elsewhere.pt"
+    save_model(tiny_bundle(), elsewhere)
+    assert describe_choice(elsewhere) == f"Uses elsewhere, a model file ({elsewhere})."

@@ -36,6 +36,7 @@ from napari_unet.core.io.atomic import atomic_path, remove_stale_parts_in
 from napari_unet.core.models.files import ModelBundle, ModelFileError, save_model
 from napari_unet.core.models.registry import (
     BUNDLED_MODELS,
+    DEFAULT_MODEL,
     MODEL_SUFFIX,
     bundled_model_path,
     load_model,
@@ -150,6 +151,78 @@ def current_version(family: str, folder: Path | None = None) -> ModelVersion | N
     """The newest version of ``family`` (its current one), or ``None`` if it has none."""
     versions = list_versions(family, folder)
     return versions[-1] if versions else None
+
+
+def model_standing(name: str, folder: Path | None = None) -> str:
+    """A model's place among the models, in the words ``napari-unet models`` and the widget share.
+
+    Parameters
+    ----------
+    name : str
+        A bundled name or a model in the store (see :func:`list_versions`).
+    folder : Path, optional
+        The store; defaults to :func:`~napari_unet.core.models.registry.user_model_dir`.
+
+    Returns
+    -------
+    str
+        ``"current version of nuclei"`` (the newest of its family),
+        ``"older version of nuclei (current: nuclei-v3)"``, or for a model
+        without a version number ``"bundled"`` or ``"your model"``, followed
+        by ``"; its current version is nuclei-v3"`` once it has versions.
+
+    """
+    family = family_of(name)
+    newest = current_version(family, folder)
+    if family == name:
+        base = "bundled" if name in BUNDLED_MODELS else "your model"
+        return f"{base}; its current version is {newest.name}" if newest is not None else base
+    if newest is None or newest.name == name:
+        return f"current version of {family}"
+    return f"older version of {family} (current: {newest.name})"
+
+
+def starting_model(folder: Path | None = None) -> Path:
+    """The model the widget starts with: the current version of the default family, else the bundled one.
+
+    The command line's default stays the bundled :data:`~napari_unet.core.models.registry.DEFAULT_MODEL`
+    (``--model`` picks another); :func:`describe_choice` says so.
+    """
+    newest = current_version(DEFAULT_MODEL, folder)
+    return newest.path if newest is not None else bundled_model_path(DEFAULT_MODEL)
+
+
+def describe_choice(path: str | Path, folder: Path | None = None) -> str:
+    """One sentence on the model in ``path``: which one and version it is, and why it differs from the CLI's.
+
+    The model's standing is in the words of :func:`model_standing`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A model file: bundled, in the store, or anywhere else.
+    folder : Path, optional
+        The store; defaults to :func:`~napari_unet.core.models.registry.user_model_dir`.
+
+    """
+    path = Path(path)
+    name = path.stem
+    bundled = {bundled_model_path(n).resolve(): n for n in BUNDLED_MODELS}
+    if path.resolve() in bundled:
+        name = bundled[path.resolve()]
+    elif path.suffix != MODEL_SUFFIX or path.parent.resolve() != _folder(folder).resolve():
+        return f"Uses {name}, a model file ({path})."
+    standing = model_standing(name, folder)
+    if standing == "bundled":
+        return f"Uses {name}, bundled (no fine-tuned version of it yet)."
+    family = family_of(name)
+    if standing == f"current version of {family}":
+        original = f"the bundled {family}" if family in BUNDLED_MODELS else family
+        return (
+            f"Uses {name}, the {standing} (your newest fine-tuning of it). "
+            f"napari-unet segment uses {original} unless given --model {name}."
+        )
+    return f"Uses {name}, {standing}."
 
 
 def _read_counters(folder: Path) -> dict[str, int]:
@@ -456,13 +529,16 @@ __all__ = [
     "current_version",
     "delete_model",
     "describe",
+    "describe_choice",
     "family_of",
     "find_by_hash",
     "import_model",
     "list_versions",
+    "model_standing",
     "parent_of",
     "rename_model",
     "rollback",
     "save_version",
+    "starting_model",
     "store_lock",
 ]
