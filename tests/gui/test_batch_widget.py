@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from qtpy.QtWidgets import QPushButton
 
 from napari_unet.gui.batch_widget import BatchWidget
 
@@ -152,3 +153,30 @@ def test_batch_diameter_and_augment_are_used_for_every_file(
         provenance = json.loads(tiff.pages[0].description)
     assert provenance["diameter"] == 30.0 and provenance["inference"]["diameter"] == 30.0
     assert provenance["inference"]["augment"] is True
+
+
+def test_batch_table_shows_each_error_whole(qtbot, batch, tmp_path: Path) -> None:
+    _, widget = batch
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = [f"{'plate-07_well-B12_' * 3}{index}.tif" for index in (1, 2)]  # long names, as microscopes write
+    for name in names:
+        (folder / name).write_bytes(b"II*\x00 not really a TIFF")
+    widget.set_inputs(folder=folder, output=tmp_path / "out")
+    run = next(b for b in widget.native.findChildren(QPushButton) if b.text() == "Run")
+    run.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    table = widget.table.native
+    errors = [widget.results[folder / name].error for name in names]
+    assert all(errors) and all(len(error) > 60 for error in errors), errors
+    for row, (name, error) in enumerate(zip(names, errors, strict=True)):
+        cell = table.item(row, 4)
+        assert cell.text() == error
+        # wider than its column: the tooltip and the line under the table give it whole
+        assert cell.toolTip() == f"{name}: failed\n{error}"
+        assert table.fontMetrics().horizontalAdvance(error) > table.columnWidth(4)
+    # nothing selected: the latest failure is shown; selecting a row shows that row's
+    assert widget._details.value == f"{names[1]} (failed): {errors[1]}"
+    table.selectRow(0)
+    assert widget._details.value == f"{names[0]} (failed): {errors[0]}"
+    assert widget._details.native.toolTip() == widget._details.value

@@ -29,7 +29,8 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import FunctionWorker, GeneratorWorker
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QAbstractItemView
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView
 
 from napari_unet.core.config import InferenceConfig
 from napari_unet.core.io.files import InputError, find_inputs
@@ -169,7 +170,12 @@ class BatchWidget(Container):
         self.table = Table(value=([], [], list(COLUMNS)))
         self.table.native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)  # results, not input
         self.table.native.setMinimumHeight(160)
-        self.table.native.horizontalHeader().setStretchLastSection(True)
+        self._fit_columns()
+        self.table.native.setWordWrap(False)
+        self.table.native.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        # the selected file's whole message (an error can be longer than its cell)
+        self._details = TextLine()
         self._open = PushButton(text="Open selected result")
 
         # filled after construction: magicgui aligns the labels of widgets added later only
@@ -209,6 +215,7 @@ class BatchWidget(Container):
                 bars,
                 self._status,
                 self.table,
+                self._details,
                 self._open,
             ],
             labels=False,
@@ -219,6 +226,7 @@ class BatchWidget(Container):
         self._run.changed.connect(self.run)
         self._cancel.changed.connect(self.cancel)
         self._open.changed.connect(self._on_open_clicked)
+        self.table.native.currentCellChanged.connect(lambda row, *_: self._show_details(row))
 
         # torch and the model load in the background: the dock shows at once
         self._closed = False
@@ -299,6 +307,8 @@ class BatchWidget(Container):
         self.results = {}
         self._rows = {path.resolve(): row for row, path in enumerate(request.inputs)}
         self.table.value = ([[path.name, "", "", "queued", ""] for path in request.inputs], [], list(COLUMNS))
+        self._fit_columns()
+        self._details.value = ""
         limit_torch_threads()
         self._stopped = ""
         # failures are reported in the widget (one line): job_worker does not re-raise them
@@ -338,13 +348,42 @@ class BatchWidget(Container):
         if row is None:
             return
         done = result.status == "done"
+        message = result.error or (str(result.output) if result.status != "failed" else "")
         self.table.data[row] = [
             result.input.name,
             result.objects if done else "",
             f"{result.seconds:.1f} s" if done else "",
             result.status,
-            result.error or (str(result.output) if result.status != "failed" else ""),
+            message,
         ]
+        table = self.table.native
+        for column in range(table.columnCount()):
+            table.item(row, column).setToolTip(f"{result.input.name}: {result.status}\n{message}")
+        selected = table.currentRow()
+        if selected == row or (selected < 0 and result.status == "failed"):
+            self._show_details(row)
+
+    def _fit_columns(self) -> None:
+        """All five columns in the dock, one line a file.
+
+        Long names and messages are elided in the middle; they are whole in
+        each row's tooltip and, for the selected row, in the line under the table.
+        """
+        header = self.table.native.horizontalHeader()
+        header.setMinimumSectionSize(30)
+        for column in (1, 2, 3):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.resizeSection(0, 110)
+        header.setStretchLastSection(True)
+
+    def _show_details(self, row: int) -> None:
+        """Show the whole message of table row ``row`` under the table."""
+        table = self.table.native
+        if not 0 <= row < table.rowCount():
+            self._details.value = ""
+            return
+        name, status, message = (table.item(row, column).text() for column in (0, 3, 4))
+        self._details.value = f"{name} ({status}): {message}" if message else ""
 
     def _on_error(self, error: Exception) -> None:
         self._stopped = f"Batch stopped: {error}"
