@@ -8,6 +8,15 @@ import pytest
 import tifffile
 import torch
 from napari.utils import notifications
+from qtpy.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QToolButton,
+)
 
 from napari_unet.core.models.registry import resolve_model
 
@@ -84,3 +93,95 @@ def shown_messages(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(notifications.notification_manager, "dispatch", lambda note: shown.append(str(note)))
     yield shown
     assert reports == [], f"exceptions reached napari: {reports!r}"
+
+
+class Person:
+    """Uses a dock widget as a person does: buttons by their text, controls by their label.
+
+    Nothing here touches a widget's private attributes; it goes through the Qt
+    widgets a person sees.
+    """
+
+    def __init__(self, qtbot) -> None:  # noqa: ANN001 - pytest-qt's QtBot
+        self.qtbot = qtbot
+
+    @staticmethod
+    def open_widget(viewer, name: str = "U-Net segmentation"):  # noqa: ANN001, ANN205
+        """Plugins > ``name``; returns the dock and the widget."""
+        return viewer.window.add_plugin_dock_widget("napari-unet", name)
+
+    @staticmethod
+    def button(widget, text: str) -> QPushButton:  # noqa: ANN001
+        """The push button that reads ``text`` (exactly one)."""
+        found = [b for b in widget.native.findChildren(QPushButton) if b.text() == text]
+        assert len(found) == 1, f"{len(found)} buttons read {text!r}"
+        return found[0]
+
+    def click(self, widget, text: str) -> None:  # noqa: ANN001
+        """Click the enabled, visible button that reads ``text``."""
+        target = self.button(widget, text)
+        assert target.isEnabled(), f"{text!r} is disabled"
+        assert target.isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
+        target.click()
+
+    @staticmethod
+    def unfold(widget, title: str) -> None:  # noqa: ANN001
+        """Click a folded section's title (nothing to do where the dock has no such section)."""
+        for header in widget.native.findChildren(QToolButton):
+            if header.text() == title and header.isCheckable() and not header.isChecked():
+                header.click()
+
+    @staticmethod
+    def choose(widget, item: str) -> None:  # noqa: ANN001
+        """Pick ``item`` in the combo box that lists it."""
+        boxes = [b for b in widget.native.findChildren(QComboBox) if b.findText(item) >= 0]
+        assert len(boxes) == 1, f"{len(boxes)} combo boxes list {item!r}"
+        boxes[0].setCurrentIndex(boxes[0].findText(item))
+
+    @staticmethod
+    def control(widget, label: str):  # noqa: ANN001, ANN205
+        """The spin box or text field next to the label ``label``."""
+        for candidate in widget.native.findChildren(QLabel):
+            if candidate.text() == label:
+                row = candidate.parentWidget()
+                found = row.findChildren(QAbstractSpinBox) or row.findChildren(QLineEdit)
+                if len(found) == 1:
+                    return found[0]
+        raise AssertionError(f"no spin box or text field labelled {label!r}")
+
+    def enter(self, widget, label: str, value: float | str) -> None:  # noqa: ANN001
+        """Enter ``value`` in the field labelled ``label``."""
+        field = self.control(widget, label)
+        if isinstance(field, QLineEdit):
+            field.setText(str(value))
+        else:
+            field.setValue(value)
+
+    def wait_idle(self, widget, timeout: int = 60_000) -> None:  # noqa: ANN001
+        """Until the segmentation widget runs nothing (Segment can be pressed again)."""
+        self.qtbot.waitUntil(
+            lambda: (
+                widget.segment_worker is None
+                and not widget.finetune.running
+                and self.button(widget, "Segment").isEnabled()
+            ),
+            timeout=timeout,
+        )
+
+    def segment(self, widget) -> None:  # noqa: ANN001
+        """Click Segment and wait for the labels."""
+        self.click(widget, "Segment")
+        self.wait_idle(widget)
+
+    @staticmethod
+    def tick(widget, text: str, checked: bool = True) -> None:  # noqa: ANN001
+        """Tick (or untick) the check box that reads ``text``."""
+        found = [b for b in widget.native.findChildren(QCheckBox) if b.text() == text]
+        assert len(found) == 1, f"{len(found)} check boxes read {text!r}"
+        found[0].setChecked(checked)
+
+
+@pytest.fixture
+def person(qtbot) -> Person:
+    """Drives the docks through what a person sees (see :class:`Person`)."""
+    return Person(qtbot)

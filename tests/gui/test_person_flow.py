@@ -8,77 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qtpy.QtWidgets import QAbstractSpinBox, QComboBox, QLabel, QMessageBox, QPushButton, QToolButton
+from qtpy.QtWidgets import QMessageBox
 from scipy import ndimage as ndi
 
 from napari_unet.core.models.registry import bundled_model_path
 from napari_unet.core.models.store import list_versions
 
-SEGMENT_TIMEOUT_MS = 60_000
-
-
-def open_widget(viewer):
-    """Plugins > U-Net segmentation."""
-    return viewer.window.add_plugin_dock_widget("napari-unet", "U-Net segmentation")
-
-
-def button(widget, text: str) -> QPushButton:
-    """The push button labelled ``text`` (exactly one)."""
-    found = [b for b in widget.native.findChildren(QPushButton) if b.text() == text]
-    assert len(found) == 1, f"{len(found)} buttons read {text!r}"
-    return found[0]
-
-
-def click(widget, text: str) -> None:
-    target = button(widget, text)
-    assert target.isEnabled(), f"{text!r} is disabled"
-    assert target.isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
-    target.click()
-
-
-def unfold(widget, title: str) -> None:
-    """Click a folded section's title (nothing to do where the dock has no such section)."""
-    for header in widget.native.findChildren(QToolButton):
-        if header.text() == title and header.isCheckable() and not header.isChecked():
-            header.click()
-
-
-def choose(widget, item: str) -> None:
-    """Pick ``item`` in the combo box that lists it, as a person would."""
-    boxes = [b for b in widget.native.findChildren(QComboBox) if b.findText(item) >= 0]
-    assert len(boxes) == 1, f"{len(boxes)} combo boxes list {item!r}"
-    boxes[0].setCurrentIndex(boxes[0].findText(item))
-
-
-def spin_box(widget, label: str) -> QAbstractSpinBox:
-    """The spin box next to the label ``label``."""
-    for candidate in widget.native.findChildren(QLabel):
-        if candidate.text() == label:
-            found = candidate.parentWidget().findChildren(QAbstractSpinBox)
-            if len(found) == 1:
-                return found[0]
-    raise AssertionError(f"no spin box labelled {label!r}")
-
 
 def status(widget) -> str:
     return str(widget._status.value)
-
-
-def wait_idle(qtbot, widget, timeout: int = SEGMENT_TIMEOUT_MS) -> None:
-    """Until no segmentation or training runs (Segment can be pressed again)."""
-    qtbot.waitUntil(
-        lambda: (
-            widget.segment_worker is None
-            and not widget.finetune.running
-            and button(widget, "Segment").isEnabled()
-        ),
-        timeout=timeout,
-    )
-
-
-def segment(qtbot, widget) -> None:
-    click(widget, "Segment")
-    wait_idle(qtbot, widget)
 
 
 def correct(labels) -> np.ndarray:
@@ -114,6 +52,19 @@ def assert_drawn_kept(labels, drawn: np.ndarray, changed: np.ndarray) -> None:
             np.testing.assert_array_equal(shown == label, drawn == label)
 
 
+def saved_info(widget) -> str:
+    return str(widget.corrections._saved_info.value)
+
+
+def fine_tune(person, widget, steps: int = 3) -> None:
+    versions = len(list_versions())
+    person.unfold(widget, "Fine-tune")
+    person.enter(widget, "Steps", steps)
+    person.click(widget, "Fine-tune")
+    person.qtbot.waitUntil(lambda: len(list_versions()) == versions + 1, timeout=120_000)
+    person.wait_idle(widget)
+
+
 @pytest.fixture
 def viewer(make_napari_viewer):
     return make_napari_viewer()
@@ -132,12 +83,12 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return asked
 
 
-def test_image_opened_before_the_widget_is_segmented(qtbot, viewer, nuclei_image, shown_messages):
+def test_image_opened_before_the_widget_is_segmented(person, viewer, nuclei_image, shown_messages):
     image = viewer.add_image(nuclei_image, name="cells")
-    _, widget = open_widget(viewer)
+    _, widget = person.open_widget(viewer)
     assert widget._image.value is image
     assert "Open an image" not in widget._axes_info.value
-    segment(qtbot, widget)
+    person.segment(widget)
     labels = viewer.layers["cells labels"]
     assert labels.data.max() >= 5, status(widget)
     assert status(widget).startswith("Segmented cells")
@@ -151,25 +102,25 @@ def test_image_opened_before_the_widget_is_segmented(qtbot, viewer, nuclei_image
     viewer.layers.remove(image)
     assert widget._image.value is None
     assert widget._axes_info.value == "Open an image"
-    click(widget, "Segment")
+    person.click(widget, "Segment")
     assert status(widget) == "Choose an image and a model first."
 
 
-def test_widget_starts_with_the_selected_image(viewer, nuclei_image):
+def test_widget_starts_with_the_selected_image(person, viewer, nuclei_image):
     first = viewer.add_image(nuclei_image, name="first")
     viewer.add_image(nuclei_image[:100, :100].copy(), name="second")
     viewer.layers.selection.active = first
-    _, widget = open_widget(viewer)
+    _, widget = person.open_widget(viewer)
     assert widget._image.value is first
     assert widget._axes.value == "YX"
 
 
 def test_corrections_stay_through_fine_tune_previous_version_and_segment(
-    qtbot, viewer, nuclei_image, answers, shown_messages
+    person, viewer, nuclei_image, answers, shown_messages
 ):
     viewer.add_image(nuclei_image, name="cells")
-    _, widget = open_widget(viewer)
-    segment(qtbot, widget)
+    _, widget = person.open_widget(viewer)
+    person.segment(widget)
     labels = viewer.layers["cells labels"]
     segmented = labels.data.copy()
     changed = correct(labels)
@@ -177,11 +128,7 @@ def test_corrections_stay_through_fine_tune_previous_version_and_segment(
     bundled = str(bundled_model_path("nuclei"))
     assert widget.model.path == bundled
 
-    unfold(widget, "Fine-tune")
-    spin_box(widget, "Steps").setValue(3)
-    click(widget, "Fine-tune")
-    qtbot.waitUntil(lambda: len(list_versions()) == 1, timeout=120_000)
-    wait_idle(qtbot, widget)
+    fine_tune(person, widget)
     version = list_versions()[0]
     assert widget.model.path == str(version.path), "the new version is selected"
     assert_drawn_kept(labels, drawn, changed)
@@ -193,8 +140,8 @@ def test_corrections_stay_through_fine_tune_previous_version_and_segment(
     labels.redo()
     np.testing.assert_array_equal(labels.data, after_fine_tune)
 
-    click(widget, "Previous version")
-    wait_idle(qtbot, widget)
+    person.click(widget, "Previous version")
+    person.wait_idle(widget)
     assert widget.model.path == bundled
     assert "with nuclei:" in status(widget) or "with nuclei." in status(widget)
     assert_drawn_kept(labels, drawn, changed)
@@ -202,110 +149,97 @@ def test_corrections_stay_through_fine_tune_previous_version_and_segment(
     untouched = ~np.isin(segmented, np.unique(segmented[changed])) & ~changed
     np.testing.assert_array_equal(labels.data[untouched] > 0, segmented[untouched] > 0)
 
-    click(widget, "Segment")
-    wait_idle(qtbot, widget)
+    person.click(widget, "Segment")
+    person.wait_idle(widget)
     assert len(answers) == 1 and "What you drew stays" in answers[0]
     assert_drawn_kept(labels, drawn, changed)
     assert "corrections on 1 plane(s) are kept" in status(widget)
 
 
-def test_corrections_stay_after_showing_another_image(qtbot, viewer, nuclei_image, answers):
+def test_corrections_stay_after_showing_another_image(person, viewer, nuclei_image, answers):
     viewer.add_image(nuclei_image, name="cells")
-    _, widget = open_widget(viewer)
-    segment(qtbot, widget)
+    _, widget = person.open_widget(viewer)
+    person.segment(widget)
     labels = viewer.layers["cells labels"]
     changed = correct(labels)
     drawn = labels.data.copy()
     viewer.add_image(nuclei_image[:64, :64].copy(), name="crop")  # the widget follows it
-    choose(widget, "cells")
-    click(widget, "Segment")
-    wait_idle(qtbot, widget)
+    person.choose(widget, "cells")
+    person.click(widget, "Segment")
+    person.wait_idle(widget)
     assert_drawn_kept(labels, drawn, changed)
     assert len(answers) == 1
 
 
-def saved_info(widget) -> str:
-    return str(widget.corrections._saved_info.value)
-
-
-def fine_tune(qtbot, widget, steps: int = 3) -> None:
-    versions = len(list_versions())
-    unfold(widget, "Fine-tune")
-    spin_box(widget, "Steps").setValue(steps)
-    click(widget, "Fine-tune")
-    qtbot.waitUntil(lambda: len(list_versions()) == versions + 1, timeout=120_000)
-    wait_idle(qtbot, widget)
-
-
-def test_feedback_while_correcting(qtbot, viewer, nuclei_image, shown_messages):
+def test_feedback_while_correcting(qtbot, person, viewer, nuclei_image, shown_messages):
     viewer.add_image(nuclei_image, name="cells")
-    _, widget = open_widget(viewer)
-    segment(qtbot, widget)
+    _, widget = person.open_widget(viewer)
+    person.segment(widget)
     labels = viewer.layers["cells labels"]
-    assert saved_info(widget) == "" and not button(widget, "Restore saved corrections").isEnabled()
+    assert saved_info(widget) == "" and not person.button(widget, "Restore saved corrections").isEnabled()
     labels.brush_size = 7
     labels.paint((30, 30), 500)
     qtbot.waitUntil(lambda: saved_info(widget).startswith("1 corrected plane"), timeout=5000)
-    assert button(widget, "Restore saved corrections").isEnabled()
+    assert person.button(widget, "Restore saved corrections").isEnabled()
 
-    fine_tune(qtbot, widget)
+    fine_tune(person, widget)
     assert widget.finetune.loss_plot.values, "the loss of the training is shown"
     assert str(widget.finetune._status.value).startswith("Saved ")
     viewer.add_image(nuclei_image[:64, :64].copy(), name="crop")  # another image: its own story
     assert widget.finetune.loss_plot.values == []
     assert str(widget.finetune._status.value) == "Correct some labels, then Fine-tune."
-    assert saved_info(widget) == "" and not button(widget, "Restore saved corrections").isEnabled()
+    assert saved_info(widget) == "" and not person.button(widget, "Restore saved corrections").isEnabled()
 
-    choose(widget, "cells")
+    person.choose(widget, "cells")
     assert saved_info(widget).startswith("1 corrected plane")
-    fine_tune(qtbot, widget)
+    fine_tune(person, widget)
     assert widget.finetune.loss_plot.values
-    choose(widget, "phase-cells")  # another model
+    person.choose(widget, "phase-cells")  # another model
     assert widget.finetune.loss_plot.values == []
     assert str(widget.finetune._status.value) == "Correct some labels, then Fine-tune."
 
 
 def test_restore_after_reopening_the_widget_and_the_viewer(
-    qtbot, make_napari_viewer, nuclei_image, answers, shown_messages
+    qtbot, person, make_napari_viewer, nuclei_image, answers, shown_messages
 ):
     viewer = make_napari_viewer()
     viewer.add_image(nuclei_image, name="cells")
-    dock, widget = open_widget(viewer)
-    segment(qtbot, widget)
+    dock, widget = person.open_widget(viewer)
+    person.segment(widget)
     changed = correct(viewer.layers["cells labels"])
     drawn = viewer.layers["cells labels"].data.copy()
     qtbot.waitUntil(lambda: saved_info(widget).startswith("1 corrected plane"), timeout=5000)
 
     viewer.window.remove_dock_widget(dock)  # closed, and the labels thrown away
     viewer.layers.remove("cells labels")
-    _, widget = open_widget(viewer)
+    _, widget = person.open_widget(viewer)
     assert saved_info(widget).startswith("1 corrected plane")
-    click(widget, "Restore saved corrections")
+    person.click(widget, "Restore saved corrections")
     assert_drawn_kept(viewer.layers["cells labels"], drawn, changed)
 
     viewer.close()
     viewer = make_napari_viewer()
     viewer.add_image(nuclei_image.copy(), name="cells, opened again")
-    _, widget = open_widget(viewer)
+    _, widget = person.open_widget(viewer)
     assert "Restore saved corrections" in status(widget)
-    click(widget, "Restore saved corrections")
+    person.click(widget, "Restore saved corrections")
     labels = viewer.layers["cells, opened again labels"]
     assert_drawn_kept(labels, drawn, changed)
-    segment(qtbot, widget)  # the restored corrections stay through a re-segmentation
+    person.segment(widget)  # the restored corrections stay through a re-segmentation
     assert len(answers) == 1
     assert_drawn_kept(labels, drawn, changed)
 
 
-def test_the_widget_says_which_model_it_uses_in_the_words_of_the_cli(viewer, capsys):
+def test_the_widget_says_which_model_it_uses_in_the_words_of_the_cli(person, viewer, capsys):
     from napari_unet.cli import main
     from napari_unet.core.models.registry import load_model
     from napari_unet.core.models.store import save_version
 
-    dock, widget = open_widget(viewer)
+    dock, widget = person.open_widget(viewer)
     assert widget.model.choice.value == "Uses nuclei, bundled (no fine-tuned version of it yet)."
     version = save_version(load_model(bundled_model_path("nuclei")))  # a fine-tuning of another day
     viewer.window.remove_dock_widget(dock)
-    _, widget = open_widget(viewer)
+    _, widget = person.open_widget(viewer)
     assert widget.model.path == str(version.path), "the widget starts with the newest fine-tuning"
     said = widget.model.choice.value
     assert said.startswith(f"Uses {version.name}, the current version of nuclei")
@@ -315,5 +249,5 @@ def test_the_widget_says_which_model_it_uses_in_the_words_of_the_cli(viewer, cap
     assert " current version of nuclei " in rows[version.name]
     assert " bundled; its current version is nuclei-v1 " in rows["nuclei"]
 
-    click(widget, "Previous version")
+    person.click(widget, "Previous version")
     assert widget.model.choice.value == "Uses nuclei, bundled; its current version is nuclei-v1."

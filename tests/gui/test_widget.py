@@ -48,7 +48,7 @@ def test_widget_is_a_dock_widget_with_menu_entry(qtbot, viewer_and_widget):
     assert widget.model.device_used.value.startswith("will run on")
 
 
-def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, private_folders):
+def test_segment_correct_and_fine_tune(qtbot, person, viewer_and_widget, nuclei_image, private_folders):
     viewer, widget = viewer_and_widget
     image_layer, labels_layer = segment_image(
         qtbot, viewer, widget, nuclei_image, scale=(0.5, 0.5), translate=(10, 20)
@@ -69,7 +69,8 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     assert saved[0].edited[segmented == erased].all()
 
     parent_path = widget.model.path
-    widget.finetune._steps.value = 3
+    person.unfold(widget, "Fine-tune")
+    person.enter(widget, "Steps", 3)
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
     assert widget.finetune.start() is not None
     wait_trained(qtbot, widget)
@@ -90,15 +91,15 @@ def test_segment_correct_and_fine_tune(qtbot, viewer_and_widget, nuclei_image, p
     assert len(list(corrections.rglob("*.npz"))) == 1
     assert widget.questions == []
 
-    widget.model._previous.changed.emit(True)
+    person.click(widget, "Previous version")
     assert widget.model.path == parent_path
 
 
-def test_cancel_leaves_layers_as_they_were(qtbot, viewer_and_widget, nuclei_image):
+def test_cancel_leaves_layers_as_they_were(qtbot, person, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     viewer.add_image(nuclei_image, name="cells")
     worker = widget.segment()
-    widget._cancel.changed.emit(True)
+    person.click(widget, "Cancel")
     wait_segmented(qtbot, widget)
     assert worker.abort_requested
     assert "cells labels" not in viewer.layers
@@ -111,23 +112,24 @@ def test_cancel_leaves_layers_as_they_were(qtbot, viewer_and_widget, nuclei_imag
     viewer.layers["cells labels"].data[:8] = 77  # content a completed re-run would replace
     labels = viewer.layers["cells labels"].data.copy()
     worker = widget.segment()
-    widget._cancel.changed.emit(True)
+    person.click(widget, "Cancel")
     wait_segmented(qtbot, widget)
     assert worker.abort_requested and widget._status.value.startswith("Cancelled")
     np.testing.assert_array_equal(viewer.layers["cells labels"].data, labels)
 
 
-def test_stop_leaves_the_model_as_it_was(qtbot, viewer_and_widget, nuclei_image):
+def test_stop_leaves_the_model_as_it_was(qtbot, person, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     correct(qtbot, labels_layer)
     corrected = labels_layer.data.copy()
     model = widget.model.path
-    widget.finetune._steps.value = 500
+    person.unfold(widget, "Fine-tune")
+    person.enter(widget, "Steps", 500)
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
     widget.finetune.start()
     qtbot.waitUntil(lambda: len(widget.finetune.loss_plot.values) >= 1, timeout=30_000)
-    widget.finetune._stop.changed.emit(True)
+    person.click(widget, "Stop")
     wait_trained(qtbot, widget)
     assert list_versions() == []
     assert widget.model.path == model
@@ -135,15 +137,16 @@ def test_stop_leaves_the_model_as_it_was(qtbot, viewer_and_widget, nuclei_image)
     assert widget.finetune._status.value.startswith("Stopped")
 
 
-def test_stop_and_keep_saves_a_version(qtbot, viewer_and_widget, nuclei_image):
+def test_stop_and_keep_saves_a_version(qtbot, person, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     correct(qtbot, labels_layer)
-    widget.finetune._steps.value = 500
+    person.unfold(widget, "Fine-tune")
+    person.enter(widget, "Steps", 500)
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
     widget.finetune.start()
     qtbot.waitUntil(lambda: widget.finetune._job.latest is not None, timeout=30_000)
-    widget.finetune._stop_keep.changed.emit(True)
+    person.click(widget, "Stop and keep")
     wait_trained(qtbot, widget)
     versions = list_versions()
     assert len(versions) == 1
@@ -152,12 +155,12 @@ def test_stop_and_keep_saves_a_version(qtbot, viewer_and_widget, nuclei_image):
     assert widget.model.path == str(versions[0].path)
 
 
-def test_segment_asks_before_segmenting_corrected_planes(qtbot, viewer_and_widget, nuclei_image):
+def test_segment_asks_before_segmenting_corrected_planes(qtbot, person, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     correct(qtbot, labels_layer)
     corrected = labels_layer.data.copy()
-    widget._axes.value = "yx"  # retyping the same axes keeps the edits
+    person.enter(widget, "Axes", "yx")  # retyping the same axes keeps the edits
     assert widget.recorder.edited_planes() == {()}
     assert widget.segment() is None  # the person said no
     assert len(widget.questions) == 1 and "corrected plane" in widget.questions[0]
@@ -200,25 +203,25 @@ def test_postprocessing_controls_show_the_chosen_models_settings(qtbot, viewer_a
     assert widget.postprocess.config() is None  # the model's own settings until a control is moved
 
 
-def test_diameter_and_augment_reach_the_segmentation(qtbot, viewer_and_widget, nuclei_image):
+def test_diameter_and_augment_reach_the_segmentation(qtbot, person, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     assert "objects ~30 px" not in widget._status.value  # estimated: not the size given below
     estimated = labels_layer.data.copy()
-    widget._diameter.value = 30.0
-    widget._augment.value = True
+    person.enter(widget, "Diameter (px)", 30.0)
+    person.tick(widget, "Augment (average over flips, 4x slower)")
     assert widget.segment() is not None
     wait_segmented(qtbot, widget)
     assert "objects ~30 px" in widget._status.value
     assert widget.postprocess._cache.segmenter.inference.augment
     assert not np.array_equal(labels_layer.data, estimated)
-    widget._diameter.value = 0.0  # back to estimating
+    person.enter(widget, "Diameter (px)", 0.0)  # back to estimating
     assert widget.segment() is not None
     wait_segmented(qtbot, widget)
     assert "objects ~30 px" not in widget._status.value
 
 
-def test_reopened_image_offers_its_saved_corrections(qtbot, viewer_and_widget, nuclei_image):
+def test_reopened_image_offers_its_saved_corrections(qtbot, person, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     correct(qtbot, labels_layer)
@@ -229,16 +232,16 @@ def test_reopened_image_offers_its_saved_corrections(qtbot, viewer_and_widget, n
     assert widget.corrections._restore.enabled
     assert "Restore saved corrections" in widget._status.value
     assert widget.corrections._saved_info.value.startswith("1 corrected plane")
-    widget.corrections._restore.changed.emit(True)
+    person.click(widget, "Restore saved corrections")
     restored = viewer.layers["same image, new name labels"]
     assert restored.data[20, 20] == 999
     assert widget.recorder.edited_planes() == {()}
 
 
-def test_bad_axes_are_refused(viewer_and_widget, nuclei_image):
+def test_bad_axes_are_refused(person, viewer_and_widget, nuclei_image):
     viewer, widget = viewer_and_widget
     viewer.add_image(nuclei_image, name="cells")
-    widget._axes.value = "ZYX"
+    person.enter(widget, "Axes", "ZYX")
     assert widget.segment() is None
     assert "axes" in widget._status.value
 
