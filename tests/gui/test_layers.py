@@ -62,3 +62,15 @@ def test_replace_labels_is_one_undo_step_of_the_changed_pixels():
     np.testing.assert_array_equal(layer.data, before)  # the write is undone, the stroke stays
     layer.redo()
     np.testing.assert_array_equal(layer.data[2], planes[1])
+
+
+def test_replace_labels_writes_large_changes_without_undo(monkeypatch):
+    from napari_unet.gui import layers
+
+    monkeypatch.setattr(layers, "UNDO_PIXELS", 10)
+    layer = Labels(np.zeros((2, 8, 8), np.int32))
+    plane = np.full((8, 8), 3, np.int32)
+    replace_labels(layer, [labels_plane_selector("ZYX", (np.int64(1),))], [plane])
+    np.testing.assert_array_equal(layer.data[1], plane)
+    layer.undo()  # nothing recorded: too large
+    np.testing.assert_array_equal(layer.data[1], plane)

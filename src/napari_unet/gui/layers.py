@@ -161,7 +161,8 @@ def replace_labels(
         spatial = iter(where)
         for dim, part in enumerate(selector):
             n = where[0].size
-            indices[dim].append(np.full(n, part, np.intp) if isinstance(part, int) else next(spatial))
+            stacked = isinstance(part, (int, np.integer))
+            indices[dim].append(np.full(n, part, np.intp) if stacked else next(spatial))
     layer.data_setitem(
         tuple(np.concatenate(parts) for parts in indices), np.concatenate([new for _, _, new in changes])
     )
