@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QRadioButton,
     QToolButton,
 )
 
@@ -172,6 +173,13 @@ class Person:
         """Click Segment and wait for the labels."""
         self.click(widget, "Segment")
         self.wait_idle(widget)
+
+    @staticmethod
+    def option(widget, text: str) -> None:  # noqa: ANN001
+        """Pick the radio button that reads ``text``."""
+        found = [b for b in widget.native.findChildren(QRadioButton) if b.text() == text]
+        assert len(found) == 1, f"{len(found)} radio buttons read {text!r}"
+        found[0].click()
 
     @staticmethod
     def tick(widget, text: str, checked: bool = True) -> None:  # noqa: ANN001

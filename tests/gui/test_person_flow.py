@@ -251,3 +251,29 @@ def test_the_widget_says_which_model_it_uses_in_the_words_of_the_cli(person, vie
 
     person.click(widget, "Previous version")
     assert widget.model.choice.value == "Uses nuclei, bundled; its current version is nuclei-v1."
+
+
+def test_corrections_on_a_stack_plane_stay(person, viewer, nuclei_image, answers, shown_messages):
+    viewer.add_image(np.stack([nuclei_image, nuclei_image[::-1], nuclei_image[:, ::-1]]), name="stack")
+    _, widget = person.open_widget(viewer)
+    person.option(widget, "whole stack")
+    person.segment(widget)
+    labels = viewer.layers["stack labels"]
+    before = labels.data.copy()
+    assert all(before[z].max() > 0 for z in range(3))
+    viewer.dims.set_current_step(0, 1)  # the person looks at the middle plane
+    free = ndi.distance_transform_edt(before[1] == 0)
+    centre = np.unravel_index(np.argmax(free), free.shape)
+    labels.brush_size = 9
+    labels.paint((1, *centre), int(before.max()) + 1)
+    labels.fill((1, *np.argwhere(before[1] > 0)[0]), 0)
+    drawn = labels.data.copy()
+    changed = drawn != before
+    assert changed[1].any() and not changed[[0, 2]].any()
+
+    person.segment(widget)  # the whole stack again
+    assert len(answers) == 1
+    assert_drawn_kept(labels, drawn, changed)
+    # the other planes are the new prediction, numbered apart from the corrected plane's objects
+    for z in (0, 2):
+        assert not np.isin(labels.data[z], np.unique(labels.data[1])[1:]).any()
