@@ -78,6 +78,7 @@ def test_a_stack_is_segmented_plane_by_plane_or_stitched(val_pairs: Pairs, nucle
     assert np.array_equal(joined[0], joined[1])
 
 
+@pytest.mark.slow
 def test_post_processing_settings_override_the_model_defaults(val_pairs: Pairs, nuclei: ModelBundle) -> None:
     image = val_pairs[1][1]
     default = napari_unet.segment(image, nuclei, diameter=20)
@@ -89,6 +90,7 @@ def test_post_processing_settings_override_the_model_defaults(val_pairs: Pairs, 
         napari_unet.segment(image, nuclei, seed_threshold=1.5)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_model_against_its_own_labels_as_perfect(
     val_pairs: Pairs, nuclei: ModelBundle
 ) -> None:

@@ -180,6 +180,7 @@ def three_stacks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder, reference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_segment_killed_mid_file_resumes_to_the_uninterrupted_result(
     three_stacks: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, stop: signal.Signals

@@ -160,6 +160,7 @@ def test_an_unreadable_input_fails_alone(tmp_path: Path) -> None:
     assert not (folder / "out" / "locked.tif").exists()
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_folder_is_one_line_before_any_work(tmp_path: Path) -> None:
     folder = tmp_path
     tifffile.imwrite(folder / "a.tif", disks())
@@ -210,6 +211,7 @@ def test_a_full_disk_leaves_no_partial_output_and_a_rerun_completes(
     assert tifffile.imread(out / "a.tif").max() == 4
 
 
+@pytest.mark.slow
 # -- outputs that exist ---------------------------------------------------------------------------
 def test_existing_outputs_are_kept_redone_or_replaced_while_open(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "cells.tif", disks())
@@ -243,6 +245,7 @@ def test_existing_outputs_are_kept_redone_or_replaced_while_open(tmp_path: Path)
     no_leftovers(out)
 
 
+@pytest.mark.slow
 def test_an_output_name_taken_by_a_folder_fails_that_file_only(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "cells.tif", disks())
     tifffile.imwrite(tmp_path / "other.tif", disks())
@@ -256,6 +259,7 @@ def test_an_output_name_taken_by_a_folder_fails_that_file_only(tmp_path: Path) -
     no_leftovers(tmp_path / "out")
 
 
+@pytest.mark.slow
 # -- other ways in ---------------------------------------------------------------------------------
 def test_missing_inputs_and_bad_models_are_one_line(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "cells.tif", disks())

@@ -192,6 +192,7 @@ def worker_models(address: str) -> dict[str, int]:
     return {names[a]: n for a, n in counts.items()}
 
 
+@pytest.mark.slow
 def test_scheduler_and_two_worker_processes_give_the_local_result(
     scheduler_and_two_workers: str, inputs: list[Path], local_outputs: Path, tmp_path: Path
 ) -> None:

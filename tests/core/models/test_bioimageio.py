@@ -55,6 +55,7 @@ def rewrite(
     return target
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED_MODELS)
 def test_each_bundled_model_exports_a_package_that_bioimageio_validates(name, nuclei_package, tmp_path):
     bundle = load_model(bundled_model_path(name))

@@ -43,6 +43,7 @@ def test_large_textured_nuclei_are_measured_whole() -> None:
     assert segmenter.estimate_diameter(segmenter.normalise(plane[None])) == pytest.approx(truth, rel=0.25)
 
 
+@pytest.mark.slow
 def test_accuracy_holds_when_objects_are_much_larger(nuclei_val: Path) -> None:
     """Automatic rescaling keeps AP when the same nuclei appear 2.5x larger."""
     bundle = load_model(resolve_model("nuclei"))
@@ -56,6 +57,7 @@ def test_accuracy_holds_when_objects_are_much_larger(nuclei_val: Path) -> None:
     assert large["ap50"] > native["ap50"] - 0.1
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_nuclei_improves_held_out_images_of_a_new_kind(data_folder) -> None:  # noqa: ANN001
     """A few phase-contrast images teach the nuclei model a new modality.
 

@@ -96,6 +96,7 @@ def two_levels(draw: st.DrawFn) -> tuple[type, object, object]:
     return dtype, low, high
 
 
+@pytest.mark.slow
 # -- pixel types and values ------------------------------------------------------------------
 @FEW
 @given(levels=two_levels(), non_finite=st.sampled_from([None, np.nan, np.inf, -np.inf]))
@@ -137,6 +138,7 @@ def constants(draw: st.DrawFn) -> tuple[type, object]:
     return dtype, draw(hnp.from_dtype(np.dtype(dtype)))
 
 
+@pytest.mark.slow
 @FEW
 @given(
     constant=constants(),
@@ -252,6 +254,7 @@ def layouts(draw: st.DrawFn) -> tuple[str, tuple[int, ...]]:
     return axes, shape
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(layout=layouts(), channel_with_objects=st.integers(0, 6))
 def test_every_layout_finds_the_objects_in_every_plane(
@@ -316,6 +319,7 @@ def test_strided_dask_and_memmap_arrays_match_a_plain_copy(tmp_path) -> None:
         np.testing.assert_array_equal(labels, expected, err_msg=name)
 
 
+@pytest.mark.slow
 @FEW
 @given(
     image=hnp.arrays(

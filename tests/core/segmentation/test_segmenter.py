@@ -131,6 +131,7 @@ def test_progress_is_reported_and_stopping_early_leaves_no_result() -> None:
         next(job)
 
 
+@pytest.mark.slow
 def test_tiled_equals_untiled_on_a_real_image(nuclei_val: Path) -> None:
     """Default tiles blended over their overlap (64 px) agree with one whole-image pass.
 
@@ -157,6 +158,7 @@ def test_tiled_equals_untiled_on_a_real_image(nuclei_val: Path) -> None:
     assert average_precision(labels_whole, labels_tiled, thresholds=[0.9])[0] > 0.98
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_the_labels_of_float32(nuclei_val: Path) -> None:
     """bf16 autocast on CPU: the same objects as float32 on a real image (measured AP@0.5 0.99)."""
     path = max(sorted((nuclei_val / "images").glob("*.tif")), key=lambda p: tifffile.imread(p).size)
@@ -224,6 +226,7 @@ def _run_segment(segmenter: Segmenter, image: np.ndarray) -> Segmentation:
     return run(segmenter.segment(image))
 
 
+@pytest.mark.slow
 def test_size_estimate_is_the_same_on_one_thread_and_on_two(nuclei_val: Path) -> None:
     """The two starting scales run in parallel on several threads; the estimate must not change."""
     image = tifffile.imread(sorted((nuclei_val / "images").glob("*.tif"))[2])

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from napari_unet.core.models.registry import MODEL_SUFFIX, load_model
 from napari_unet.core.models.store import list_versions
@@ -162,6 +163,7 @@ KILL_POINTS = [
 ]
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_models_and_corrections_whole(tmp_path: Path) -> None:
     events: list[dict] = []
     for event, count, delay in KILL_POINTS:  # one store: each run continues after the last kill

@@ -39,6 +39,7 @@ def fixed_batch_loss(bundle: ModelBundle, samples: list) -> float:
         return float(masked_loss(network(images), targets, masks, bundle.config.heads))
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss_on_real_data(nuclei_samples: list) -> None:
     bundle = fresh_bundle()
     before = fixed_batch_loss(bundle, nuclei_samples)
