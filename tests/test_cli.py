@@ -439,3 +439,16 @@ def test_train_help_states_the_presets(
         SCRATCH_PRESET.learning_rate,
         FROM_MODEL_PRESET.learning_rate,
     )
+
+
+@pytest.mark.parametrize("model", ["nuclei", "phase-cells", "em-membranes"])
+def test_segment_a_blank_image_finds_no_objects_and_says_so(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    image = tmp_path / "blank.tif"
+    tifffile.imwrite(image, np.zeros((300, 300), np.uint8))
+    assert main(["segment", str(image), "-o", str(tmp_path / "out"), "--model", model]) == 0
+    assert not tifffile.imread(tmp_path / "out" / "blank.tif").any()
+    captured = capsys.readouterr()
+    assert "blank.tif: 0 objects" in captured.out
+    assert f"napari-unet: notice: {image}: The image is blank (constant): no objects." in captured.err

@@ -238,6 +238,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             _say(f"skipped {outcome.input} ({outcome.output} is complete; --overwrite to redo)")
         else:
             _say(f"{outcome.output}: {outcome.objects} objects, {outcome.seconds:.1f} s", sys.stdout)
+            for notice in outcome.notices:  # about the image against the model, e.g. blank
+                _say(f"napari-unet: notice: {outcome.input}: {notice}")
 
     try:
         # on Ctrl-C, run closes the job: cluster tasks are cancelled, outputs stay complete or absent

@@ -180,3 +180,18 @@ def test_batch_table_shows_each_error_whole(qtbot, batch, tmp_path: Path) -> Non
     table.selectRow(0)
     assert widget._details.value == f"{names[0]} (failed): {errors[0]}"
     assert widget._details.native.toolTip() == widget._details.value
+
+
+def test_batch_table_says_a_blank_image_has_no_objects(qtbot, batch, tmp_path: Path) -> None:
+    _, widget = batch
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "blank.tif", np.full((300, 300), 1000, np.uint16))
+    widget.set_inputs(folder=folder, output=tmp_path / "out")
+    run = next(b for b in widget.native.findChildren(QPushButton) if b.text() == "Run")
+    run.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    [row] = widget.table.data.to_list()
+    assert row[:2] == ["blank.tif", 0] and row[3] == "done"
+    assert row[4] == "The image is blank (constant): no objects."
+    assert not tifffile.imread(tmp_path / "out" / "blank.tif").any()

@@ -348,7 +348,11 @@ class BatchWidget(Container):
         if row is None:
             return
         done = result.status == "done"
-        message = result.error or (str(result.output) if result.status != "failed" else "")
+        message = (
+            result.error
+            or " ".join(result.notices)  # e.g. a blank image
+            or (str(result.output) if result.status != "failed" else "")
+        )
         self.table.data[row] = [
             result.input.name,
             result.objects if done else "",

@@ -519,8 +519,9 @@ class SegmentWidget(Container):
         self.model.device_used.value = f"ran on {result.device}"
         diameter = f", objects ~{result.diameter:.0f} px" if result.diameter else ""
         model = Path(request.model_path).stem
+        notices = "".join(f" {notice}" for notice in result.notices)  # e.g. a blank image
         self._set_status(
-            f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}, with {model}.{kept}"
+            f"Segmented {layer.name}: {int(result.labels.max())} objects{diameter}, with {model}.{kept}{notices}"
         )
 
     # -- fine-tune results ----------------------------------------------------------------

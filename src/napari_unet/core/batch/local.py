@@ -37,6 +37,7 @@ from napari_unet.core.segmentation.axes import (
     read_plane,
     stack_axes,
 )
+from napari_unet.core.segmentation.domain import blank_notice
 from napari_unet.core.segmentation.postprocess import PlaneNumbering, PlaneOutputs
 from napari_unet.core.segmentation.segmenter import Segmenter
 
@@ -46,7 +47,11 @@ PlaneIndex = tuple[int, ...]
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one input file."""
+    """What happened to one input file.
+
+    ``notices`` are one line each about the image against the model, e.g. that
+    it is blank (see :mod:`~napari_unet.core.segmentation.domain`).
+    """
 
     input: Path
     output: Path
@@ -54,6 +59,7 @@ class FileResult:
     objects: int = 0
     seconds: float = 0.0
     error: str = ""
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,11 +256,19 @@ def write_plan(
                 plan.pixel_size,
             )
             with writer:
-                middle = yield from _stream(segmenter, image, plan, settings.stitch, writer)
+                middle, blank = yield from _stream(segmenter, image, plan, settings.stitch, writer)
                 if settings.overlay:  # before the labels' rename: a complete output has its overlay
                     write_overlay_of(plan, image, middle)
                 writer.metadata["seconds"] = round(time.time() - plan.started, 3)
-        return FileResult(plan.input, plan.output, "done", writer.objects, time.time() - plan.started)
+        notice = blank_notice(blank, len(plan.indices))
+        return FileResult(
+            plan.input,
+            plan.output,
+            "done",
+            writer.objects,
+            time.time() - plan.started,
+            notices=(notice,) if notice else (),
+        )
     except Exception as error:  # one bad file must never stop the batch
         return failure(plan.input, plan.output, error)
 
@@ -282,15 +296,22 @@ def middle_index(axes: str, shape: tuple[int, ...]) -> PlaneIndex:
 
 def _stream(
     segmenter: Segmenter, image: Any, plan: FilePlan, stitch: bool, writer: LabelStackWriter
-) -> Generator[Progress, None, NDArray[np.int32]]:
-    """Segment every plane into ``writer``; returns the middle plane's labels (for the overlay)."""
+) -> Generator[Progress, None, tuple[NDArray[np.int32], int]]:
+    """Segment every plane into ``writer``.
+
+    Returns the middle plane's labels (for the overlay) and how many planes were blank.
+    """
     numbering = PlaneNumbering(stitch)
     middle: list[NDArray[np.int32]] = []
     wanted = middle_index(plan.axes, plan.shape)
     labels_axes = output_axes(plan.axes)
     whole = None if plan.streams else np.zeros(output_shape(plan.axes, plan.shape), np.int32)
 
+    blank: list[PlaneIndex] = []
+
     def sink(index: PlaneIndex, outputs: PlaneOutputs) -> None:
+        if outputs.blank:
+            blank.append(index)
         numbered = numbering.add(index, segmenter.labels(outputs))
         if index == wanted:
             middle.append(numbered)
@@ -303,7 +324,7 @@ def _stream(
     if whole is not None:  # rare layouts (e.g. YXZ): pages are planes of the last two axes
         for plane in whole.reshape(-1, *whole.shape[-2:]):
             writer.write(plane)
-    return middle[0]
+    return middle[0], len(blank)
 
 
 def segment_files(

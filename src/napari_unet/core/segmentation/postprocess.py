@@ -55,17 +55,27 @@ class PlaneOutputs:
         Sigmoid outputs per head.
     scale : float
         Factor the plane was resized by before the network.
+    blank : bool
+        The plane was blank (one value, see :func:`~napari_unet.core.segmentation.domain.is_blank`):
+        it has no objects, whatever the settings; the network did not run on it.
 
     """
 
     probabilities: NDArray[np.float32]
     scale: float
+    blank: bool = False
 
 
 def plane_labels(
     outputs: PlaneOutputs, heads: tuple[str, ...], config: PostprocessConfig
 ) -> NDArray[np.int32]:
-    """Instance labels (1..N) of one plane's outputs; ``config.min_size`` counts at the model's scale."""
+    """Instance labels (1..N) of one plane's outputs; ``config.min_size`` counts at the model's scale.
+
+    A blank plane has none (a model that fills the background, such as
+    ``em-membranes``, would otherwise make it one object).
+    """
+    if outputs.blank:
+        return np.zeros(outputs.probabilities.shape[-2:], np.int32)
     return labels_from_outputs(
         outputs.probabilities, heads, config, min_size=config.min_size / outputs.scale**2
     )

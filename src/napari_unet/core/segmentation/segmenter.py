@@ -41,6 +41,7 @@ from napari_unet.core.segmentation.axes import (
     plane_selector,
     read_plane,
 )
+from napari_unet.core.segmentation.domain import blank_notice, is_blank
 from napari_unet.core.segmentation.postprocess import PlaneNumbering, PlaneOutputs, plane_labels
 from napari_unet.core.segmentation.preprocess import match_channels, percentile_normalise, rescale, resize_to
 from napari_unet.core.segmentation.sizing import estimate_diameter, working_scale
@@ -67,6 +68,9 @@ class Segmentation:
     outputs : dict
         Plane index -> :class:`PlaneOutputs`, kept when asked for (to re-run
         post-processing without the network).
+    notices : list of str
+        One line each about the image against the model, e.g. that it is
+        blank (see :mod:`~napari_unet.core.segmentation.domain`).
 
     """
 
@@ -75,6 +79,7 @@ class Segmentation:
     device: str
     diameter: float | None
     outputs: dict[tuple[int, ...], PlaneOutputs] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
 
 
 def inference_network(network: nn.Module) -> nn.Module:
@@ -270,12 +275,21 @@ class Segmenter:
         if not self.estimates_size:
             return self.inference.diameter
         middle = read_plane(image, axes, indices[len(indices) // 2])
-        return self.estimate_diameter(self.normalise(middle))
+        normalised = self.normalise(middle)
+        if is_blank(middle):
+            return None  # no objects to measure
+        return self.estimate_diameter(normalised)
 
     # -- planes ---------------------------------------------------------------------------
     def predict_plane(self, plane: NDArray[Any], scale: float) -> Generator[Progress, None, PlaneOutputs]:
-        """Network outputs for one (C, Y, X) or (Y, X) plane resized by ``scale``, resized back to the plane's size."""
-        normalised = self.normalise(plane)
+        """Network outputs for one (C, Y, X) or (Y, X) plane resized by ``scale``, resized back to the plane's size.
+
+        A blank plane is not run through the network: it has no objects.
+        """
+        normalised = self.normalise(plane)  # first: it refuses pixel types that cannot be segmented
+        if is_blank(plane):
+            shape = (len(self.heads), *normalised.shape[-2:])
+            return PlaneOutputs(probabilities=np.zeros(shape, np.float32), scale=scale, blank=True)
         probabilities = yield from self.predict_normalised(rescale(normalised, scale), self.inference.augment)
         if scale != 1.0:
             probabilities = resize_to(probabilities, normalised.shape[-2:], order=1)
@@ -379,17 +393,21 @@ class Segmenter:
         diameter = self.object_diameter(image, axes, indices)
         outputs: dict[tuple[int, ...], PlaneOutputs] = {}
         numbering = PlaneNumbering(stitch)
+        blank: list[tuple[int, ...]] = []
 
         def keep(index: tuple[int, ...], plane_outputs: PlaneOutputs) -> None:
             labels[plane_selector(output_axes(axes), index)] = numbering.add(
                 index, self.labels(plane_outputs)
             )
+            if plane_outputs.blank:
+                blank.append(index)
             if keep_outputs:
                 outputs[index] = plane_outputs
 
         yield from self.predict_planes(image, axes, indices, diameter, keep)
         yield Progress(1000, 1000, "done")
-        return Segmentation(labels, axes, str(self.device), diameter, outputs)
+        notice = blank_notice(len(blank), len(indices))
+        return Segmentation(labels, axes, str(self.device), diameter, outputs, [notice] if notice else [])
 
 
 def segment_array(
