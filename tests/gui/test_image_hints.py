@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import tifffile
 from qtpy.QtWidgets import QComboBox, QPushButton
 
 SEGMENT_TIMEOUT_MS = 60_000
@@ -34,3 +35,18 @@ def test_a_blank_image_has_no_objects_and_the_status_says_why(qtbot, make_napari
     assert not viewer.layers["blank labels"].data.any()
     assert status.startswith("Segmented blank: 0 objects"), status
     assert status.endswith("The image is blank (constant): no objects."), status
+
+
+def test_a_colour_brightfield_image_gets_a_hint_naming_a_better_model(qtbot, make_napari_viewer, data_folder):
+    folder = data_folder("nuclei-dsb2018-other/val") / "images"
+    colour = next(image for image in map(tifffile.imread, sorted(folder.glob("*.tif"))) if image.ndim == 3)
+    viewer = make_napari_viewer()
+    viewer.add_image(colour, name="histology")  # napari shows it as RGB
+    widget = open_widget(viewer)
+    width = widget.native.parentWidget().sizeHint().width()
+    status = segment(qtbot, widget)  # with the default model, nuclei (fluorescence)
+    assert status.startswith("Segmented histology:"), status
+    assert "Hint: this is a colour image with a bright background" in status
+    assert status.endswith("phase-cells suits transmitted light better.")
+    # the status line wraps: the hint does not widen the dock
+    assert widget.native.parentWidget().sizeHint().width() == width

@@ -8,9 +8,19 @@ import tifffile
 
 from napari_unet.core.batch.local import BatchSettings, FileResult, segment_files
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
+from napari_unet.core.models.lineage import lineage_names
 from napari_unet.core.models.registry import BUNDLED_MODELS, bundled_model_path, load_model
 from napari_unet.core.progress import run
-from napari_unet.core.segmentation.domain import blank_notice, is_blank
+from napari_unet.core.segmentation.domain import (
+    BUNDLED_DOMAINS,
+    DARK_BACKGROUND,
+    background_level,
+    blank_notice,
+    is_blank,
+    is_colour,
+    model_domain,
+    size_hint,
+)
 from napari_unet.core.segmentation.postprocess import plane_labels
 from napari_unet.core.segmentation.segmenter import Segmenter, segment_array
 
@@ -88,3 +98,111 @@ def test_a_blank_file_in_a_batch_is_done_with_a_notice(tmp_path: Path) -> None:
     assert isinstance(result, FileResult) and result.status == "done"
     assert result.objects == 0 and not tifffile.imread(tmp_path / "out" / "blank.tif").any()
     assert result.notices == ("The image is blank (constant): no objects.",)
+
+
+# -- images a model was not made for ----------------------------------------------------------
+
+DATA_KINDS = {  # folder -> dark background (fluorescence)
+    "nuclei-dsb2018/train": True,
+    "nuclei-dsb2018/val": True,
+    "cells-usiigaci/train": False,
+    "cells-usiigaci/val": False,
+    "em-isbi2012/train": False,
+    "nuclei-dsb2018-other/train": False,
+    "nuclei-dsb2018-other/val": False,
+}
+
+
+def channels_first(image: np.ndarray) -> np.ndarray:
+    """A (Y, X, C) colour image as the (C, Y, X) plane the segmenter reads."""
+    return np.moveaxis(image, -1, 0) if image.ndim == 3 else image
+
+
+@pytest.mark.parametrize(("split", "dark"), DATA_KINDS.items())
+def test_fluorescence_is_told_from_transmitted_light_on_every_image(
+    data_folder, split: str, dark: bool
+) -> None:
+    levels = {
+        path.name: background_level(channels_first(tifffile.imread(path)))
+        for path in sorted((data_folder(split) / "images").glob("*.tif"))
+    }
+    wrong = {name: level for name, level in levels.items() if (level < DARK_BACKGROUND) != dark}
+    assert levels and not wrong, wrong
+
+
+def test_colour_images_are_told_from_grey_ones(data_folder) -> None:
+    images = [
+        tifffile.imread(p) for p in sorted((data_folder("nuclei-dsb2018-other/val") / "images").glob("*"))
+    ]
+    colour = [image for image in images if image.ndim == 3]
+    assert colour and all(is_colour(channels_first(image)) for image in colour)
+    grey = next(image for image in images if image.ndim == 2)
+    assert not is_colour(grey)
+    assert not is_colour(np.stack([grey] * 3))  # a grey image saved as RGB
+
+
+def test_model_domains_follow_names_versions_and_lineage() -> None:
+    assert set(BUNDLED_DOMAINS) == set(BUNDLED_MODELS)
+    assert model_domain(["nuclei"]).fluorescence
+    assert model_domain(["phase-cells-v12"]).family == "phase-cells"
+    assert model_domain(["my renamed model", None, "em-membranes-v2"]).family == "em-membranes"
+    assert model_domain(["nucleify", "something else"]) is None
+    bundle = load_model(bundled_model_path("nuclei"))
+    bundle.name, bundle.provenance = "my-nuclei", {"parent": "x", "ancestors": [{"name": "nuclei-v3"}]}
+    assert lineage_names(bundle) == ["my-nuclei", "x", "nuclei-v3"]
+
+
+def test_size_hint_says_how_far_outside_the_trained_sizes() -> None:
+    assert size_hint(20.0, "nuclei", (5.0, 200.0)) is None
+    assert size_hint(None, "nuclei", (5.0, 200.0)) is None
+    assert size_hint(500.0, "em-membranes", None) is None  # it does not rescale: nothing to compare
+    assert size_hint(3.3, "nuclei", (5.0, 200.0)) == (
+        "Hint: objects here are about 3.3 px across, outside the 5-200 px that nuclei was trained for; "
+        "if the estimate is wrong, give the diameter."
+    )
+    assert size_hint(260.0, "nuclei", (5.0, 200.0), estimated=False).endswith("nuclei was trained for.")
+
+
+def first_image(data_folder, split: str) -> np.ndarray:
+    return tifffile.imread(sorted((data_folder(split) / "images").glob("*.tif"))[0])
+
+
+def test_segmenting_names_a_better_bundled_model_for_the_kind_of_light(data_folder) -> None:
+    nuclei = load_model(bundled_model_path("nuclei"))
+    phase = load_model(bundled_model_path("phase-cells"))
+    fluorescence = first_image(data_folder, "nuclei-dsb2018/val")
+    colour = next(
+        tifffile.imread(p)
+        for p in sorted((data_folder("nuclei-dsb2018-other/val") / "images").glob("*.tif"))
+        if tifffile.imread(p).ndim == 3
+    )
+    assert segment_array(fluorescence, nuclei, inference=CPU).notices == []
+    [hint] = segment_array(colour, nuclei, inference=CPU).notices
+    assert hint.startswith("Hint: this is a colour image with a bright background")
+    assert hint.endswith("phase-cells suits transmitted light better.")
+    [hint] = segment_array(fluorescence, phase, inference=CPU).notices
+    assert "looks like fluorescence" in hint and hint.endswith("nuclei suits fluorescence better.")
+    phase_image = first_image(data_folder, "cells-usiigaci/val")
+    assert not segment_array(phase_image[:256, :256], phase, inference=CPU).notices
+
+
+def test_segmenting_says_when_objects_are_smaller_than_the_model_was_trained_for(data_folder) -> None:
+    from scipy import ndimage as ndi
+
+    nuclei = load_model(bundled_model_path("nuclei"))
+    tiny = ndi.zoom(first_image(data_folder, "nuclei-dsb2018/val").astype(np.float32), 0.2, order=1)
+    result = segment_array(tiny, nuclei, inference=CPU)
+    [hint] = result.notices
+    assert result.diameter < 5 and hint == size_hint(result.diameter, "nuclei", (5.0, 200.0))
+    given = segment_array(tiny, nuclei, inference=InferenceConfig(device="cpu", diameter=2.0))
+    assert given.notices == [size_hint(2.0, "nuclei", (5.0, 200.0), estimated=False)]
+
+
+def test_a_batch_file_carries_the_hints(data_folder, tmp_path: Path) -> None:
+    source = first_image(data_folder, "nuclei-dsb2018/val")
+    tifffile.imwrite(tmp_path / "fluorescence.tif", source)
+    segmenter = Segmenter(load_model(bundled_model_path("phase-cells")), CPU)
+    [result] = run(segment_files([tmp_path / "fluorescence.tif"], tmp_path / "out", segmenter))
+    assert result.status == "done"
+    [hint] = result.notices
+    assert hint.endswith("nuclei suits fluorescence better.")

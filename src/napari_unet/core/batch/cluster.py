@@ -228,7 +228,8 @@ def merge_task(plan: FilePlan, chunks: Sequence[Path | FileResult], settings: Ba
                 with TiffImage(plan.input) as image:
                     write_overlay_of(plan, image, middle)
             writer.metadata["seconds"] = round(time.time() - plan.started, 3)
-        return FileResult(plan.input, plan.output, "done", writer.objects, time.time() - plan.started)
+        seconds = time.time() - plan.started
+        return FileResult(plan.input, plan.output, "done", writer.objects, seconds, notices=plan.notices)
     except Exception as error:
         return failure(plan.input, plan.output, error)
     finally:

@@ -160,6 +160,8 @@ class FilePlan:
     pixel_size : PixelSize or None
     started : float
         When planning began (seconds since the epoch).
+    notices : tuple of str
+        Hints about the image against the model (see ``Segmenter.image_notices``).
 
     """
 
@@ -171,6 +173,7 @@ class FilePlan:
     metadata: dict[str, Any]
     pixel_size: PixelSize | None
     started: float = 0.0
+    notices: tuple[str, ...] = ()
 
     @property
     def token(self) -> str:
@@ -211,7 +214,9 @@ def plan_file(
         with TiffImage(path) as image:
             axes = normalise_axes(settings.axes or image.axes, image.shape)
             yield Progress(0, 1000, "estimating object size")
-            diameter = segmenter.object_diameter(image, axes, list(plane_indices(axes, tuple(image.shape))))
+            indices = list(plane_indices(axes, tuple(image.shape)))
+            diameter = segmenter.object_diameter(image, axes, indices)
+            notices = tuple(segmenter.image_notices(image, axes, indices, diameter))
             metadata = labels_provenance(
                 segmenter.bundle,
                 segmenter.inference,
@@ -224,7 +229,15 @@ def plan_file(
                 settings.provenance,
             )
             return FilePlan(
-                path, target, axes, tuple(image.shape), diameter, metadata, image.pixel_size, started
+                path,
+                target,
+                axes,
+                tuple(image.shape),
+                diameter,
+                metadata,
+                image.pixel_size,
+                started,
+                notices,
             )
     except Exception as error:  # one bad file must never stop the batch
         return failure(path, target, error)
@@ -267,7 +280,7 @@ def write_plan(
             "done",
             writer.objects,
             time.time() - plan.started,
-            notices=(notice,) if notice else (),
+            notices=(notice, *plan.notices) if notice else plan.notices,
         )
     except Exception as error:  # one bad file must never stop the batch
         return failure(plan.input, plan.output, error)

@@ -68,4 +68,13 @@ def ancestry(parent: ModelBundle) -> list[dict[str, Any]]:
     return [lineage_entry(parent), *(earlier if isinstance(earlier, list) else [])]
 
 
-__all__ = ["ancestry", "image_record", "lineage_entry", "pixels_sha256"]
+def lineage_names(bundle: ModelBundle) -> list[str]:
+    """The model's name, then its parent's and ancestors' as recorded (newest first)."""
+    provenance = bundle.provenance
+    ancestors = provenance.get("ancestors")
+    earlier = [e.get("name") for e in ancestors if isinstance(e, dict)] if isinstance(ancestors, list) else []
+    names = [bundle.name, provenance.get("parent"), *earlier]
+    return [name for name in names if isinstance(name, str) and name]
+
+
+__all__ = ["ancestry", "image_record", "lineage_entry", "lineage_names", "pixels_sha256"]

@@ -31,6 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.devices import choose_device, native_mixed_precision
 from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.models.lineage import lineage_names
 from napari_unet.core.progress import Progress, relay, run
 from napari_unet.core.segmentation.axes import (
     guess_axes,
@@ -41,10 +42,10 @@ from napari_unet.core.segmentation.axes import (
     plane_selector,
     read_plane,
 )
-from napari_unet.core.segmentation.domain import blank_notice, is_blank
+from napari_unet.core.segmentation.domain import blank_notice, is_blank, light_hint, model_domain, size_hint
 from napari_unet.core.segmentation.postprocess import PlaneNumbering, PlaneOutputs, plane_labels
 from napari_unet.core.segmentation.preprocess import match_channels, percentile_normalise, rescale, resize_to
-from napari_unet.core.segmentation.sizing import estimate_diameter, working_scale
+from napari_unet.core.segmentation.sizing import SCALE_LIMITS, estimate_diameter, working_scale
 from napari_unet.core.segmentation.tiling import predict_tiled
 
 __all__ = ["PlaneOutputs", "Segmentation", "Segmenter", "inference_network", "segment_array"]
@@ -280,6 +281,28 @@ class Segmenter:
             return None  # no objects to measure
         return self.estimate_diameter(normalised)
 
+    def image_notices(
+        self, image: Any, axes: str, indices: Sequence[tuple[int, ...]], diameter: float | None
+    ) -> list[str]:
+        """Hints about the image against what this model was trained for (information, not a block).
+
+        The middle plane of ``indices`` is compared with the kind of light of
+        the bundled model this one descends from, and ``diameter`` (given or
+        estimated) with the object sizes the model brings to the size it was
+        trained at (see :mod:`~napari_unet.core.segmentation.domain`).
+        """
+        middle = read_plane(image, axes, indices[len(indices) // 2])
+        if is_blank(middle):
+            return []  # said by the blank notice
+        pre = self.bundle.preprocess
+        low, high = SCALE_LIMITS
+        sizes = (pre.object_diameter / high, pre.object_diameter / low) if pre.rescale else None
+        hints = [
+            light_hint(middle, self.bundle.name, model_domain(lineage_names(self.bundle))),
+            size_hint(diameter, self.bundle.name, sizes, estimated=self.estimates_size),
+        ]
+        return [hint for hint in hints if hint]
+
     # -- planes ---------------------------------------------------------------------------
     def predict_plane(self, plane: NDArray[Any], scale: float) -> Generator[Progress, None, PlaneOutputs]:
         """Network outputs for one (C, Y, X) or (Y, X) plane resized by ``scale``, resized back to the plane's size.
@@ -391,6 +414,7 @@ class Segmenter:
         if self.estimates_size:
             yield Progress(0, len(indices), "estimating object size")
         diameter = self.object_diameter(image, axes, indices)
+        hints = self.image_notices(image, axes, indices, diameter)
         outputs: dict[tuple[int, ...], PlaneOutputs] = {}
         numbering = PlaneNumbering(stitch)
         blank: list[tuple[int, ...]] = []
@@ -407,7 +431,8 @@ class Segmenter:
         yield from self.predict_planes(image, axes, indices, diameter, keep)
         yield Progress(1000, 1000, "done")
         notice = blank_notice(len(blank), len(indices))
-        return Segmentation(labels, axes, str(self.device), diameter, outputs, [notice] if notice else [])
+        notices = [notice, *hints] if notice else hints
+        return Segmentation(labels, axes, str(self.device), diameter, outputs, notices)
 
 
 def segment_array(
