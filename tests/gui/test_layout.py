@@ -184,3 +184,26 @@ def test_the_batch_dock_lists_devices_once_loaded(qtbot, make_napari_viewer):
     qtbot.waitUntil(lambda: batch.loading is None, timeout=60_000)
     assert batch._status.value == ""
     assert batch.model.device_used.value == "will run on cpu"
+
+
+def test_fine_tune_unfolds_once_there_is_a_correction_to_train_on(qtbot, laptop_viewer):
+    segment, _ = open_docks(laptop_viewer)
+    push_button(segment, "Segment").click()
+    qtbot.waitUntil(lambda: push_button(segment, "Segment").isEnabled(), timeout=60_000)
+    fine_tune = section_header(segment, "Fine-tune")
+    assert not fine_tune.isChecked()
+    labels = laptop_viewer.layers[f"{LONG_NAME} labels"]
+    labels.brush_size = 9
+    labels.paint((30, 30), int(labels.data.max()) + 1)
+    qtbot.waitUntil(fine_tune.isChecked, timeout=10_000)
+    assert push_button(segment, "Fine-tune").isVisible()
+
+    # folded by the person: it stays folded as more corrections come
+    fine_tune.click()
+    assert not fine_tune.isChecked()
+    [saved] = segment.recorder.store.folder.rglob("*.npz")
+    first = saved.stat().st_mtime_ns
+    labels.paint((60, 60), int(labels.data.max()) + 1)
+    qtbot.waitUntil(lambda: saved.stat().st_mtime_ns != first, timeout=10_000)  # written again
+    qtbot.wait(300)  # the "written" callback arrives through the event loop
+    assert not fine_tune.isChecked()

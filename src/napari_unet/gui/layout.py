@@ -95,6 +95,7 @@ class Section(Container):
         self.margins = (0, 0, 0, 0)
         self.body = body
         self.title = title
+        self._chosen = False  # the person folded or unfolded it: the widget no longer does
         self.header = QToolButton()
         self.header.setText(title)
         self.header.setToolTip(tooltip or f"Show or hide {title}")
@@ -104,6 +105,7 @@ class Section(Container):
         self.header.setStyleSheet("QToolButton { font-weight: bold; border: none; }")
         self.header.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.header.toggled.connect(self._show_body)
+        self.header.clicked.connect(lambda *_: setattr(self, "_chosen", True))
         self.native.layout().insertWidget(0, self.header)
         self.header.setChecked(expanded)
         self._show_body(expanded)
@@ -116,6 +118,11 @@ class Section(Container):
     @expanded.setter
     def expanded(self, value: bool) -> None:
         self.header.setChecked(value)
+
+    def unfold_unless_chosen(self) -> None:
+        """Unfold, once the section becomes useful, unless the person has folded or unfolded it."""
+        if not self._chosen:
+            self.expanded = True
 
     def _show_body(self, expanded: bool) -> None:
         self.header.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)

@@ -303,7 +303,8 @@ class SegmentWidget(Container):
         error, self.recorder.write_error = self.recorder.write_error, None
         if error is not None:
             self._set_status(f"Corrections could not be saved in {self.recorder.store.folder}: {error}")
-        self.corrections.refresh()
+        if self.corrections.refresh():
+            self.sections["Fine-tune"].unfold_unless_chosen()  # corrections to train on: the next step
 
     def _shown_plane(self) -> Plane | None:
         layer, axes = self._image.value, self._checked_axes()
