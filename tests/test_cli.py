@@ -391,7 +391,9 @@ def test_train_model_diameter_is_the_new_models_object_size(tmp_path: Path) -> N
     assert refused.value.code == 2
 
 
-def test_train_from_a_model_fine_tunes_with_the_preset_and_records_the_data(tmp_path: Path) -> None:
+def test_train_from_a_model_fine_tunes_with_the_preset_and_records_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """``train --from`` starts from the model, with :data:`FROM_MODEL_PRESET`'s settings unless told otherwise."""
     from napari_unet.core.models.registry import load_model
     from napari_unet.core.training.folders import FROM_MODEL_PRESET
@@ -420,6 +422,11 @@ def test_train_from_a_model_fine_tunes_with_the_preset_and_records_the_data(tmp_
     )
     assert tuned.provenance["data"] == {"images": str(images), "labels": str(labels), "pattern": "*"}
     assert tuned.provenance["command"].startswith("napari-unet ")
+    record = tuned.provenance["held_out_validation"]
+    assert record["shared"] and record["objects"] == 1  # one labelled object: scored on what it trained on
+    printed = capsys.readouterr().out
+    assert f"held-out labels: AP@0.5 {record['parent']['ap50']:.2f} → {record['kept']['ap50']:.2f}" in printed
+    assert ("not better than" in printed) != record["better"]
 
 
 def test_train_help_states_the_presets(

@@ -53,6 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from napari_unet.core.models.registry import load_model, resolve_model
     from napari_unet.core.progress import Progress, run
     from napari_unet.core.training.folders import LabelledFolders, folder_config, train_on_folders
+    from napari_unet.core.training.validation import describe, validation_of
 
     _set_threads(args.threads)
     if args.from_model:
@@ -90,6 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         validation=validation,
         command="napari-unet " + " ".join(sys.argv[1:]),
+        hold_out=bool(args.from_model),
     )
 
     bar = _bar(config.steps, "training", "step")
@@ -108,6 +110,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result = run(job, show)
     save_model(result, args.output)
     print(f"saved {args.output}")
+    held_out = validation_of(result)
+    if held_out is not None:  # --from: the same comparison the widget shows
+        print(describe(held_out, "held-out labels"))
+        if not held_out["better"]:
+            print(f"not better than {args.from_model} on the held-out labels: keep using it")
     return 0
 
 
@@ -505,7 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--images", required=True, help="folder of training images (TIFF)")
     train.add_argument("--labels", required=True, help="folder of instance label TIFFs, same file names")
     train.add_argument("-o", "--output", required=True, help="model file to write")
-    train.add_argument("--from", dest="from_model", help="fine-tune this model (name or path)")
+    train.add_argument(
+        "--from",
+        dest="from_model",
+        help="fine-tune this model (name or path); one labelled object in five is held out, the best "
+        "snapshot on them is kept, training stops when they stop improving, and the scores of the "
+        "model and the result are printed",
+    )
     train.add_argument(
         "--steps", type=int, help="optimiser steps (default 3000 from scratch, 400 fine-tuning)"
     )

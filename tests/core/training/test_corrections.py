@@ -16,6 +16,7 @@ from napari_unet.core.training.corrections import (
     image_fingerprint,
     image_key,
     keep_corrections,
+    loss_mask,
     reviewed_region,
     training_samples,
 )
@@ -206,3 +207,49 @@ def test_keep_corrections_without_corrections_is_the_prediction():
     np.testing.assert_array_equal(merged, prediction)
     with pytest.raises(ValueError, match="differ in shape"):
         keep_corrections(prediction, prediction[:10], np.zeros(prediction.shape, bool))
+
+
+def merged_prediction_erased_and_one_cell_redrawn() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two touching cells predicted as one object; the person erases it and redraws only the left cell."""
+    yy, xx = np.mgrid[:96, :96]
+    left = (yy - 48) ** 2 + (xx - 38) ** 2 < 100
+    right = (yy - 48) ** 2 + (xx - 58) ** 2 < 100
+    erased = left | right  # the merged prediction, rubbed out
+    labels = np.zeros((96, 96), np.int32)
+    labels[left] = 1  # redrawn
+    return labels, erased | left, right
+
+
+def test_an_erased_merge_teaches_no_background_where_the_person_did_not_redraw():
+    labels, edited, right = merged_prediction_erased_and_one_cell_redrawn()
+    mask = loss_mask(labels, edited)
+    assert mask[labels == 1].all(), "the redrawn cell trains"
+    assert not mask[right & (labels == 0)].any(), "the other cell, erased but not redrawn, does not"
+    assert mask[48, 24] and mask[20, 38], "background around the redrawn cell was seen and trains"
+    # the old rule taught the whole erased merge as background
+    assert reviewed_region(labels, edited)[right & (labels == 0)].all()
+
+
+def test_a_plane_marked_reviewed_teaches_its_erased_pixels_as_background():
+    labels, edited, right = merged_prediction_erased_and_one_cell_redrawn()
+    assert loss_mask(labels, edited, fully_reviewed=True).all()
+    assert Correction("k", (), labels.astype(np.float32), labels, edited, fully_reviewed=True).mask.all()
+
+
+def test_only_erasing_teaches_nothing_until_the_plane_is_marked_reviewed(bundle):
+    labels = np.zeros((64, 64), np.int32)
+    edited = np.zeros((64, 64), bool)
+    edited[10:30, 10:30] = True  # a false object rubbed out
+    image = np.zeros((64, 64), np.float32)
+    assert not loss_mask(labels, edited).any()
+    assert training_samples([Correction("k", (), image, labels, edited)], bundle) == []
+    assert len(training_samples([Correction("k", (), image, labels, edited, True)], bundle)) == 1
+
+
+def test_held_out_pixels_never_train():
+    labels = disc_labels()
+    held_out = np.zeros(labels.shape, bool)
+    held_out[:, 32:] = True
+    correction = Correction("k", (), labels.astype(np.float32), labels, labels > 0, held_out=held_out)
+    assert correction.mask[:, :32].any()
+    assert not correction.mask[held_out].any()

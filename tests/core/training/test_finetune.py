@@ -71,8 +71,9 @@ def test_one_round_trains_a_copy_and_records_its_lineage(corrections: Correction
     records: list[Progress] = []
     tuned = run(job.run(), records.append)
 
-    assert [r.step for r in records] == [1, 2, 3, 4]
-    assert all("loss" in r.metrics for r in records)
+    assert records[0].message == "scoring the starting model on the held-out corrections"
+    assert [r.step for r in records[1:]] == [1, 2, 3, 4]
+    assert all("loss" in r.metrics for r in records[1:])
     assert job.steps_done == 4 and job.latest is tuned
     assert all(torch.equal(a, b) for a, b in zip(before, weights(parent), strict=True)), "parent untouched"
     assert any(not torch.equal(a, b) for a, b in zip(before, weights(tuned), strict=True))

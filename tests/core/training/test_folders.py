@@ -87,3 +87,22 @@ def test_a_folder_without_labels_fails_before_training(tmp_path: Path) -> None:
     (Path(training.labels) / "im0.tif").unlink()
     with pytest.raises(InputError, match="im0.tif"):
         run(train_on_folders(new_model(), training, folder_config(False, steps=1), "cpu"))
+
+
+def test_fine_tuning_from_a_model_holds_out_labelled_objects_and_keeps_the_best_snapshot(
+    tmp_path: Path,
+) -> None:
+    training = labelled_folder(tmp_path / "train", 3)  # 6 objects: one of each image's two held out
+    validation = labelled_folder(tmp_path / "val", 1)
+    config = folder_config(True, steps=4, batch_size=1, crop_size=32, amp=False)
+    records: list[Progress] = []
+    job = train_on_folders(new_model(), training, config, "cpu", validation, hold_out=True)
+    trained = run(job, records.append)
+
+    assert records[1].message == "scoring the starting model on the held-out corrections"
+    assert "held_out_ap50" in records[-1].metrics and "ap50" in records[-1].metrics  # both validations
+    record = trained.provenance["held_out_validation"]
+    assert record["held_out"] == ["im0.tif", "im1.tif", "im2.tif"] and record["objects"] == 3
+    assert not record["shared"] and record["scorings"][-1]["step"] == 4
+    assert set(record["parent"]) == {"ap50", "foreground_iou"}
+    assert trained.provenance["data"]["images"] == training.images

@@ -227,6 +227,53 @@ def fine_tune_round(
     }
 
 
+def held_out_validation(
+    parent: dict[str, float],
+    kept: dict[str, float],
+    kept_step: int,
+    history: Sequence[dict[str, float]],
+    held_out: Sequence[str],
+    objects: int,
+    shared: bool,
+    steps: int,
+    better: bool,
+) -> dict[str, Any]:
+    """What a fine-tuning scored on the held-out corrections: parent and kept weights, every scoring.
+
+    Parameters
+    ----------
+    parent, kept : dict
+        ``ap50`` and ``foreground_iou`` of the starting model and of the weights kept.
+    kept_step : int
+        The step whose weights were kept (the best scoring).
+    history : sequence of dict
+        ``step``, ``ap50``, ``foreground_iou`` per scoring.
+    held_out : sequence of str
+        Names of the planes objects were held out from.
+    objects : int
+        Held-out objects scored.
+    shared : bool
+        Too few corrections to set some aside: scored on what it trained on.
+    steps : int
+        Steps trained (fewer than asked when training stopped early).
+    better : bool
+        Whether the kept weights beat the parent.
+
+    """
+    rounded = [{k: round(v, 4) if k != "step" else int(v) for k, v in h.items()} for h in history]
+    return {
+        "parent": {k: round(v, 4) for k, v in parent.items()},
+        "kept": {k: round(v, 4) for k, v in kept.items()},
+        "kept_step": kept_step,
+        "scorings": rounded,
+        "held_out": list(held_out),
+        "objects": objects,
+        "shared": shared,
+        "steps": steps,
+        "better": better,
+    }
+
+
 def training_images(named_images: Sequence[tuple[str, Any]]) -> list[dict[str, str]]:
     """One record per training image: its name and the SHA-256 of its pixels."""
     return [image_record(name, image) for name, image in named_images]
@@ -252,6 +299,7 @@ __all__ = [
     "ProvenanceDetail",
     "file_digest",
     "fine_tune_round",
+    "held_out_validation",
     "labels_provenance",
     "lineage",
     "software_versions",

@@ -157,6 +157,46 @@ def corrected_region(
     return reviewed_region(labels, edited, margin=0)
 
 
+def loss_mask(
+    labels: NDArray[np.integer], edited: NDArray[np.bool_], fully_reviewed: bool = False
+) -> NDArray[np.bool_]:
+    """Pixels that train: the reviewed region, less the erased pixels of a plane not marked reviewed.
+
+    Erasing says "this prediction is wrong", not "there is nothing here": an
+    erased prediction that covered several objects, of which the person
+    redrew one, still covers the others.  So an erased pixel (edited, now
+    background) teaches nothing, and does not widen the reviewed
+    neighbourhood, unless the person marks the whole plane reviewed; then
+    every pixel trains, erased ones as background.  Painted pixels and the
+    objects they belong to teach as :func:`reviewed_region` says.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+        Corrected instance labels, 0 = background.
+    edited : ndarray of bool, shape (Y, X)
+        Pixels the person painted, erased or filled.
+    fully_reviewed : bool
+        The person marked the whole plane as right.
+
+    Returns
+    -------
+    ndarray of bool, shape (Y, X)
+
+    """
+    labels = np.asarray(labels)
+    if fully_reviewed:
+        return np.ones(labels.shape, bool)
+    edited = np.asarray(edited, bool)
+    if labels.shape != edited.shape:
+        raise ValueError(f"labels shape {labels.shape} != edited mask shape {edited.shape}")
+    erased = edited & (labels == 0)
+    painted = edited & ~erased
+    if not painted.any():
+        return np.zeros(labels.shape, bool)
+    return reviewed_region(labels, painted) & ~erased
+
+
 def keep_corrections(
     prediction: NDArray[np.integer],
     drawn: NDArray[np.integer],
@@ -248,6 +288,9 @@ class Correction:
         each generation is kept, so re-segmenting never loses a correction.
     meta : dict
         JSON-compatible: image name and source path, axes, date.
+    held_out : ndarray of bool, shape (Y, X), optional
+        Pixels set aside to score the fine-tuned model (see
+        :mod:`~napari_unet.core.training.validation`): they never train.
 
     """
 
@@ -259,6 +302,7 @@ class Correction:
     fully_reviewed: bool = False
     generation: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    held_out: NDArray[np.bool_] | None = None
 
     @property
     def name(self) -> str:
@@ -267,10 +311,9 @@ class Correction:
 
     @property
     def mask(self) -> NDArray[np.bool_]:
-        """Reviewed pixels, shape (Y, X): what trains (see :func:`reviewed_region`)."""
-        if self.fully_reviewed:
-            return np.ones(self.labels.shape, bool)
-        return reviewed_region(self.labels, self.edited)
+        """Pixels that train, shape (Y, X): :func:`loss_mask` less :attr:`held_out`."""
+        mask = loss_mask(self.labels, self.edited, self.fully_reviewed)
+        return mask & ~self.held_out if self.held_out is not None else mask
 
     def sample(self, bundle: ModelBundle) -> TrainingSample:
         """The training sample for ``bundle``'s scale and channels (see ``prepare_sample``)."""
@@ -282,8 +325,8 @@ class Correction:
 
 
 def training_samples(corrections: list[Correction], bundle: ModelBundle) -> list[TrainingSample]:
-    """Training samples from the corrections that reviewed anything."""
-    return [c.sample(bundle) for c in corrections if c.fully_reviewed or c.edited.any()]
+    """Training samples from the corrections with pixels that train (see :attr:`Correction.mask`)."""
+    return [c.sample(bundle) for c in corrections if c.mask.any()]
 
 
 class CorrectionStore:
@@ -437,6 +480,7 @@ __all__ = [
     "image_fingerprint",
     "image_key",
     "keep_corrections",
+    "loss_mask",
     "reviewed_region",
     "training_samples",
 ]

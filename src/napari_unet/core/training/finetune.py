@@ -21,7 +21,8 @@ from napari_unet.core.config import TrainingConfig
 from napari_unet.core.io.provenance import fine_tune_round, stopped_early, training_images
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.progress import Progress, relay
-from napari_unet.core.training.corrections import Correction, CorrectionSet, training_samples
+from napari_unet.core.training.corrections import Correction, CorrectionSet
+from napari_unet.core.training.validation import SnapshotSelector, split_corrections, train_validated
 
 SNAPSHOT_EVERY = 5
 """Steps between copies of the weights that "Stop and keep" can save."""
@@ -96,6 +97,8 @@ class FineTuneJob:
     latest : ModelBundle or None
         The newest weights (refreshed during a round), for "Stop and keep".
     steps_done : int
+    selector : SnapshotSelector or None
+        The current round's scores on the held-out corrections.
 
     """
 
@@ -116,6 +119,7 @@ class FineTuneJob:
         self.steps_done = 0
         self._samples: list[str] = []
         self._images: list[dict[str, str]] = []
+        self.selector: SnapshotSelector | None = None
 
     def _checkpoint(self, current: ModelBundle) -> dict[str, float]:
         # train() calls this with a snapshot of the weights every validate_every steps
@@ -135,14 +139,18 @@ class FineTuneJob:
     def run(self) -> Generator[Progress, None, ModelBundle]:
         """Train; yields per step (and while waiting for corrections); returns the trained model.
 
+        Each round sets aside part of the corrections (see
+        :func:`~napari_unet.core.training.validation.split_corrections`), scores
+        the parent and the snapshots on them, stops once they stop improving
+        and returns the best snapshot, the scores in its provenance
+        (``held_out_validation``).
+
         Raises
         ------
         ValueError
             If there is nothing to train on (and the job is not continuous).
 
         """
-        from napari_unet.core.training.loop import train  # torch: imported by the worker, not the dock
-
         bundle = self.parent
         seen = -1
         round_number = 0
@@ -153,23 +161,28 @@ class FineTuneJob:
                 continue
             seen = self.corrections.version
             corrections: list[Correction] = self.corrections.snapshot()
-            samples = training_samples(corrections, bundle)
+            split = split_corrections(corrections)
+            samples = [c.sample(bundle) for c in split.training if c.mask.any()]
             if not samples:
                 if not self.continuous:
                     raise ValueError("no corrections to train on: correct some labels first")
                 continue
             self._samples = sorted({c.name for c in corrections})
-            self._images = training_images(
-                [(c.name, c.image) for c in corrections if c.fully_reviewed or c.edited.any()]
-            )
+            self._images = training_images([(c.name, c.image) for c in split.training if c.mask.any()])
             config = replace(self.config, seed=self.config.seed + round_number)
             done_before = self.steps_done
+            # every round is compared with the model the person chose, not the previous round
+            self.selector = selector = SnapshotSelector(split, self.device)
+            yield Progress(0, config.steps, "scoring the starting model on the held-out corrections")
+            selector.score_parent(self.parent)
 
             def count(record: Progress, done_before: int = done_before) -> Progress:
                 self.steps_done = done_before + record.step
                 return record
 
-            training = train(bundle, samples, config, device=self.device, validate=self._checkpoint)
+            training = train_validated(
+                bundle, samples, config, selector, device=self.device, extra_validate=self._checkpoint
+            )
             result = yield from relay(training, count)
             result.provenance = fine_tune_round(
                 result.provenance, self.parent, round_number + 1, self.steps_done, self._images

@@ -2,7 +2,10 @@
 
 A new model trains from scratch with :data:`SCRATCH_PRESET`; an existing one
 is fine-tuned (``--from``) with :data:`FROM_MODEL_PRESET`, its batch-norm
-statistics frozen.  :func:`train_on_folders` reads the images, prepares the
+statistics frozen, and validated as the widget's fine-tuning is: one labelled
+object in five is held out, the parent and the snapshots are scored on them,
+training stops when they stop improving and the best snapshot is kept (see
+:mod:`~napari_unet.core.training.validation`).  :func:`train_on_folders` reads the images, prepares the
 training samples, optionally scores the model on validation folders during
 training, and records the data and the command in the new model's provenance.
 """
@@ -23,6 +26,12 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.progress import Progress
 from napari_unet.core.training.loop import Validator, train
 from napari_unet.core.training.samples import prepare_sample
+from napari_unet.core.training.validation import (
+    SCORE_EVERY,
+    SnapshotSelector,
+    labelled_split,
+    train_validated,
+)
 
 SCRATCH_PRESET = TrainingConfig(steps=3000, learning_rate=2e-3, amp=True)
 """``napari-unet train`` without ``--from``: a new model."""
@@ -66,6 +75,7 @@ def train_on_folders(
     device: str = "auto",
     validation: LabelledFolders | None = None,
     command: str = "",
+    hold_out: bool = False,
 ) -> Generator[Progress, None, ModelBundle]:
     """Train a copy of ``bundle`` on labelled folders.
 
@@ -82,6 +92,12 @@ def train_on_folders(
         in the records and the model's provenance).
     command : str
         The command line, kept in the provenance.
+    hold_out : bool
+        Hold out labelled objects and keep the best snapshot on them
+        (:func:`~napari_unet.core.training.validation.train_validated`; the
+        scores in the provenance's ``held_out_validation``).  Scored every
+        ``config.validate_every`` steps, or every
+        :data:`~napari_unet.core.training.validation.SCORE_EVERY` if that is 0.
 
     Yields
     ------
@@ -101,10 +117,14 @@ def train_on_folders(
     """
     pairs = training.read()
     started = time.perf_counter()
-    samples = [
-        prepare_sample(image, labels, bundle.config, bundle.preprocess, name=name)
-        for name, image, labels in pairs
-    ]
+    split = labelled_split(pairs) if hold_out else None
+    if split is not None:
+        samples = [c.sample(bundle) for c in split.training if c.mask.any()]
+    else:
+        samples = [
+            prepare_sample(image, labels, bundle.config, bundle.preprocess, name=name)
+            for name, image, labels in pairs
+        ]
     yield Progress(
         0, config.steps, f"prepared {len(samples)} training images in {time.perf_counter() - started:.1f} s"
     )
@@ -122,8 +142,22 @@ def train_on_folders(
         [(name, image) for name, image, _ in pairs],
         command,
     )
+    if split is None:
+        return (
+            yield from train(bundle, samples, config, device=device, validate=validate, provenance=provenance)
+        )
+    every = config.validate_every or SCORE_EVERY
+    selector = SnapshotSelector(split, device, score_every=every)
     return (
-        yield from train(bundle, samples, config, device=device, validate=validate, provenance=provenance)
+        yield from train_validated(
+            bundle,
+            samples,
+            replace(config, validate_every=every),
+            selector,
+            device=device,
+            extra_validate=validate,
+            provenance=provenance,
+        )
     )
 
 
