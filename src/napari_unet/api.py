@@ -204,7 +204,9 @@ def fine_tune(
     (:data:`~napari_unet.core.training.folders.FROM_MODEL_PRESET`): 400 AdamW steps of 8
     crops of 192² at a peak learning rate of 5e-4 with warm-up and cosine decay, batch-norm
     statistics frozen, mixed precision, augmented crops (flips, rotations, scale jitter,
-    elastic deformation, intensity changes).
+    elastic deformation, intensity changes). Unlike ``train --from``, no labelled objects
+    are held out to pick the best snapshot: every step trains, and the last step's weights
+    are returned. Score the result with :func:`evaluate` on images it did not train on.
 
     Parameters
     ----------
