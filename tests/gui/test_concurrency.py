@@ -15,6 +15,7 @@ import threading
 import numpy as np
 import pytest
 
+from napari_unet.core.models.registry import load_model
 from napari_unet.core.models.store import list_versions
 from napari_unet.core.segmentation.segmenter import Segmenter
 from napari_unet.core.training import finetune
@@ -25,11 +26,16 @@ pytestmark = pytest.mark.usefixtures("shown_messages")  # no exception may reach
 
 
 class Gate:
-    """Blocks :meth:`Segmenter._forward` until opened; ``entered`` says a worker is waiting."""
+    """Blocks :meth:`Segmenter._forward` in the first thread that calls it while closed, until opened.
+
+    ``entered`` says a worker is waiting.  Other threads pass (a fine-tuning scores its
+    snapshots with the network while the held segmentation waits).
+    """
 
     def __init__(self) -> None:
         self.entered = threading.Event()
         self.opened = threading.Event()
+        self.holder: int | None = None
 
 
 @pytest.fixture
@@ -38,8 +44,10 @@ def gate(monkeypatch: pytest.MonkeyPatch):
     forward = Segmenter._forward
 
     def gated_forward(self: Segmenter, batch: np.ndarray) -> np.ndarray:
-        gate.entered.set()
-        gate.opened.wait(60)
+        if not gate.opened.is_set() and gate.holder in (None, threading.get_ident()):
+            gate.holder = threading.get_ident()
+            gate.entered.set()
+            gate.opened.wait(60)
         return forward(self, batch)
 
     monkeypatch.setattr(Segmenter, "_forward", gated_forward)
@@ -160,14 +168,20 @@ def test_fine_tune_while_segmenting_then_segment_with_the_new_version(
     assert widget.segment(ask=False) is not None  # a re-run, held inside the network
     assert gate.entered.wait(30)
     small_training(widget, steps=2)
+    parent = widget.model.path
     assert widget.finetune.start() is not None
     qtbot.waitUntil(lambda: not widget.finetune.running, timeout=60_000)
     (version,) = list_versions()
-    assert widget.model.path == str(version.path)
-    assert widget.segment_worker is not None and widget._resegment_when_done
+    better = load_model(version.path).provenance["held_out_validation"]["better"]
+    # a version better on the corrections is selected and re-segments once the held run is done
+    assert widget.model.path == (str(version.path) if better else parent)
+    assert widget.segment_worker is not None and widget._resegment_when_done == better
     gate.opened.set()
     wait_idle(qtbot, widget)
-    # the held run finished with the old model, then the new version segmented the image
+    if not better:  # saved, not selected: the person picks it and segments
+        widget.select_model(version.path)
+        assert widget.segment(ask=False) is not None
+        wait_idle(qtbot, widget)
     assert widget.postprocess._cache.model_path == str(version.path)
     assert labels_layer.data.max() > 0
 

@@ -128,9 +128,15 @@ def test_corrections_stay_through_fine_tune_previous_version_and_segment(
     bundled = str(bundled_model_path("nuclei"))
     assert widget.model.path == bundled
 
+    # a learning rate of 1 wrecks the weights, so the new version is saved but not selected
+    widget.finetune.training_options = {"learning_rate": 1.0}
     fine_tune(person, widget)
     version = list_versions()[0]
-    assert widget.model.path == str(version.path), "the new version is selected"
+    assert widget.model.path == bundled, "a version no better than its parent is not selected by itself"
+    assert "stays selected" in str(widget.finetune._status.value)
+    person.choose(widget, version.name)  # the person picks it anyway
+    person.segment(widget)
+    assert len(answers) == 1 and "What you drew stays" in answers[0]
     assert_drawn_kept(labels, drawn, changed)
     assert f"with {version.name}" in status(widget), "the image was segmented with it"
     after_fine_tune = labels.data.copy()
@@ -151,7 +157,7 @@ def test_corrections_stay_through_fine_tune_previous_version_and_segment(
 
     person.click(widget, "Segment")
     person.wait_idle(widget)
-    assert len(answers) == 1 and "What you drew stays" in answers[0]
+    assert len(answers) == 2 and "What you drew stays" in answers[1]
     assert_drawn_kept(labels, drawn, changed)
     assert "corrections on 1 plane(s) are kept" in status(widget)
 
@@ -184,7 +190,7 @@ def test_feedback_while_correcting(qtbot, person, viewer, nuclei_image, shown_me
 
     fine_tune(person, widget)
     assert widget.finetune.loss_plot.values, "the loss of the training is shown"
-    assert str(widget.finetune._status.value).startswith("Saved ")
+    assert str(widget.finetune._status.value).startswith("your corrections: AP@0.5 ")  # and what was saved
     viewer.add_image(nuclei_image[:64, :64].copy(), name="crop")  # another image: its own story
     assert widget.finetune.loss_plot.values == []
     assert str(widget.finetune._status.value) == "Correct some labels, then Fine-tune."

@@ -78,8 +78,13 @@ def test_segment_correct_and_fine_tune(qtbot, person, viewer_and_widget, nuclei_
     versions = list_versions()
     parent = load_model(parent_path)
     assert [v.name for v in versions] == [f"{parent.name}-v1"]
-    assert widget.model.path == str(versions[0].path)
     tuned = load_model(versions[0].path)
+    better = tuned.provenance["held_out_validation"]["better"]
+    assert widget.model.path == (str(versions[0].path) if better else parent_path)
+    if not better:  # saved, not selected: the person picks it and segments
+        widget.select_model(versions[0].path)
+        assert widget.segment(ask=False) is not None
+        wait_trained(qtbot, widget)
     assert tuned.provenance["parent_source"] == parent_path
     assert tuned.weights_hash() != parent.weights_hash()
     assert len(widget.finetune.loss_plot.values) == 3  # one per step

@@ -46,7 +46,10 @@ class CorrectionsPanel(Container):
         self._restore = PushButton(text="Restore saved corrections", enabled=False)
         self._reviewed = PushButton(
             text="Mark plane fully reviewed",
-            tooltip="Every pixel of the shown plane is right: train on all of it",
+            tooltip=(
+                "Every pixel of the shown plane is right: train on all of it, erased pixels as "
+                "background (otherwise erased pixels teach nothing)"
+            ),
         )
         # one above the other: side by side they would widen the dock past a laptop's share
         buttons = Container(widgets=[self._restore, self._reviewed], labels=False)

@@ -14,6 +14,7 @@ from napari_unet.core.models.store import ModelVersion
 from napari_unet.core.progress import Progress
 from napari_unet.core.training.corrections import CorrectionSet
 from napari_unet.core.training.finetune import FINE_TUNE_PRESET, FineTuneJob, fine_tune_config
+from napari_unet.core.training.validation import describe, validation_of
 from napari_unet.gui.layout import TextLine
 from napari_unet.gui.plot import LossPlot
 from napari_unet.gui.progress_bar import JobProgress
@@ -37,7 +38,9 @@ class FineTunePanel(Container):
     before_start : callable
         Called before training starts (writes pending corrections).
     on_saved : callable
-        Called with the new model version once saved.
+        Called with the new model version once saved, and whether to select
+        it: only when it beats its parent on the held-out corrections (see
+        :mod:`~napari_unet.core.training.validation`), or was not scored.
 
     Attributes
     ----------
@@ -56,7 +59,7 @@ class FineTunePanel(Container):
         model_path: Callable[[], str | None],
         device: Callable[[], str],
         before_start: Callable[[], None],
-        on_saved: Callable[[ModelVersion], None],
+        on_saved: Callable[[ModelVersion, bool], None],
     ) -> None:
         super().__init__(labels=True)
         self.margins = (0, 0, 0, 0)
@@ -76,7 +79,15 @@ class FineTunePanel(Container):
 
         self._steps = SpinBox(label="Steps", value=FINE_TUNE_PRESET.steps, min=1, max=100_000, step=10)
         self._continuous = CheckBox(text="Keep training while I correct", value=False)
-        self._finetune = PushButton(text="Fine-tune")
+        self._finetune = PushButton(
+            text="Fine-tune",
+            tooltip=(
+                "Train on the corrected planes. One corrected object in five is set aside to score "
+                "the result against the model you started from; a version that is not better is "
+                "saved but not selected. Erased pixels teach nothing unless the plane is marked "
+                "fully reviewed."
+            ),
+        )
         self._stop = PushButton(text="Stop", enabled=False, tooltip="Stop and discard the training")
         self._stop_keep = PushButton(
             text="Stop and keep", enabled=False, tooltip="Stop and save the weights trained so far"
@@ -191,9 +202,23 @@ class FineTunePanel(Container):
         self._models.put(bundle)
         if self._closed:
             return
-        self._set_status(f"Saved {version.name} ({version.path}).")
+        record = validation_of(bundle)
         self.trained_path = str(version.path)
-        self._on_saved(version)
+        if record is None:  # "Stop and keep" before any scoring
+            self._set_status(f"Saved {version.name} ({version.path}); not scored on your corrections.")
+            self._on_saved(version, True)
+            return
+        comparison = describe(record)
+        if record["better"]:
+            self._set_status(f"{comparison}. Saved {version.name} and selected it.")
+            self._on_saved(version, True)
+            return
+        parent = bundle.provenance.get("parent", "the model")
+        self._set_status(
+            f"{comparison}. Not better than {parent} on your corrections, so {parent} stays selected; "
+            f"{version.name} is saved and can be chosen under Model."
+        )
+        self._on_saved(version, False)
 
     def _on_aborted(self) -> None:
         kept = self._job.kept_result() if self._keep and self._job is not None else None

@@ -28,6 +28,7 @@ from napari_unet.core.models.store import (
     rollback,
     starting_model,
 )
+from napari_unet.core.training.validation import describe, validation_of
 from napari_unet.gui.layout import TextLine
 from napari_unet.gui.workers import ModelCache
 
@@ -261,9 +262,11 @@ class ModelPanel(Container):
             return
         parent = bundle.provenance.get("parent")
         lineage = f"; from {parent} ({bundle.provenance.get('parent_hash', '?')})" if parent else ""
-        self.details.value = f"weights {bundle.weights_hash()}{lineage}"
+        record = validation_of(bundle)
+        scored = f"; {describe(record)}" if record is not None else ""
+        self.details.value = f"weights {bundle.weights_hash()}{lineage}{scored}"
         self.details.tooltip = self.model.tooltip = (
-            f"{bundle.name}: weights hash {bundle.weights_hash()}{lineage}"
+            f"{bundle.name}: weights hash {bundle.weights_hash()}{lineage}{scored}"
         )
 
     def _run(self, job: Callable[..., Any], *args: Any, done: Callable[[Any], None]) -> FunctionWorker:

@@ -529,7 +529,10 @@ class SegmentWidget(Container):
     def _before_finetune(self) -> None:
         self.recorder.flush(wait=True)
 
-    def _on_version_saved(self, version: ModelVersion) -> None:
+    def _on_version_saved(self, version: ModelVersion, select: bool) -> None:
+        if not select:  # not better than the model in use: listed, not chosen
+            self.model.model.reset_choices()
+            return
         self.select_model(version.path)
         self._resegment()
 

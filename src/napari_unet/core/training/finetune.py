@@ -21,7 +21,7 @@ from napari_unet.core.config import TrainingConfig
 from napari_unet.core.io.provenance import fine_tune_round, stopped_early, training_images
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.progress import Progress, relay
-from napari_unet.core.training.corrections import Correction, CorrectionSet
+from napari_unet.core.training.corrections import Correction, CorrectionSet, training_samples
 from napari_unet.core.training.validation import SnapshotSelector, split_corrections, train_validated
 
 SNAPSHOT_EVERY = 5
@@ -162,7 +162,7 @@ class FineTuneJob:
             seen = self.corrections.version
             corrections: list[Correction] = self.corrections.snapshot()
             split = split_corrections(corrections)
-            samples = [c.sample(bundle) for c in split.training if c.mask.any()]
+            samples = training_samples(split.training, bundle)
             if not samples:
                 if not self.continuous:
                     raise ValueError("no corrections to train on: correct some labels first")
