@@ -40,7 +40,8 @@ class FineTunePanel(Container):
     on_saved : callable
         Called with the new model version once saved, and whether to select
         it: only when it beats its parent on the held-out corrections (see
-        :mod:`~napari_unet.core.training.validation`), or was not scored.
+        :mod:`~napari_unet.core.training.validation`), was not scored, or the
+        person asked for it with "Stop and keep".
 
     Attributes
     ----------
@@ -214,6 +215,13 @@ class FineTunePanel(Container):
             self._on_saved(version, True)
             return
         parent = bundle.provenance.get("parent", "the model")
+        if self._keep:  # "Stop and keep": the person asked for these weights
+            self._set_status(
+                f"{comparison}. Not better than {parent} on your corrections; "
+                f"{version.name} is saved and selected, as you asked."
+            )
+            self._on_saved(version, True)
+            return
         self._set_status(
             f"{comparison}. Not better than {parent} on your corrections, so {parent} stays selected; "
             f"{version.name} is saved and can be chosen under Model."

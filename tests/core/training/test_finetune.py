@@ -102,7 +102,7 @@ def test_continuous_rounds_start_when_new_corrections_arrive_and_keep_one_lineag
     messages = []
     for record in rounds:
         messages.append(record.message)
-        if record.message == "waiting for new corrections":
+        if record.message.startswith("waiting for new corrections"):
             if job.steps_done == 6:
                 break
             corrections.update(correction(1, plane=(1,)))  # a person corrects while it trains
@@ -114,6 +114,13 @@ def test_continuous_rounds_start_when_new_corrections_arrive_and_keep_one_lineag
     assert provenance["rounds"] == 2 and provenance["steps"] == 6
     assert provenance["parent"] == "tiny" and provenance["parent_hash"] == parent.weights_hash()
     assert provenance["samples"] == ["cells-0123[0]", "cells-0123[1]"]
+    # between rounds the last round's comparison is shown, and "Stop and keep" keeps its scores
+    waiting = [m for m in messages if m.startswith("waiting")][-1]
+    assert waiting.startswith("waiting for new corrections (your corrections: AP@0.5 ")
+    scores = provenance["held_out_validation"]
+    kept = job.kept_result()
+    assert kept is not None and kept.provenance["stopped_early"]
+    assert kept.provenance["held_out_validation"] == scores
 
 
 def test_stopping_early_keeps_the_latest_snapshot_with_its_provenance(corrections: CorrectionSet) -> None:
@@ -130,4 +137,5 @@ def test_stopping_early_keeps_the_latest_snapshot_with_its_provenance(correction
     assert kept is not None
     assert kept.provenance["stopped_early"] is True and kept.provenance["steps"] == 6
     assert kept.provenance["parent"] == "tiny" and kept.provenance["samples"] == ["cells-0123[0]"]
+    assert "held_out_validation" not in kept.provenance  # a snapshot within a round was not scored
     assert kept.weights_hash() != parent.weights_hash()

@@ -116,14 +116,15 @@ def test_the_best_snapshot_is_kept_and_a_stalled_training_stops_early() -> None:
     kept = run(train_validated(parent, samples, config, selector, device="cpu"), records.append)
 
     assert records[0].message == "scoring the starting model on the held-out corrections"
+    # no better after step 1, but training goes on to half its steps before it stops
     assert records[-1].message.startswith(
-        "stopped at step 2: no better on the held-out corrections since step 1"
+        "stopped at step 5: no better on the held-out corrections since step 1"
     )
     record = validation_of(kept)
     assert record is not None
-    assert record["steps"] == 2 and record["kept_step"] == 1 and len(record["scorings"]) == 2
+    assert record["steps"] == 5 and record["kept_step"] == 1 and len(record["scorings"]) == 5
     assert record["parent"] == record["kept"] and record["better"] is False
-    assert kept.provenance["parent"] == "tiny" and kept.provenance["steps"] == 2
+    assert kept.provenance["parent"] == "tiny" and kept.provenance["steps"] == 5
 
 
 def test_a_fine_tune_records_parent_and_kept_scores_in_its_lineage(tmp_path: Path) -> None:

@@ -22,7 +22,12 @@ from napari_unet.core.io.provenance import fine_tune_round, stopped_early, train
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.progress import Progress, relay
 from napari_unet.core.training.corrections import Correction, CorrectionSet, training_samples
-from napari_unet.core.training.validation import SnapshotSelector, split_corrections, train_validated
+from napari_unet.core.training.validation import (
+    SnapshotSelector,
+    describe,
+    split_corrections,
+    train_validated,
+)
 
 SNAPSHOT_EVERY = 5
 """Steps between copies of the weights that "Stop and keep" can save."""
@@ -120,20 +125,29 @@ class FineTuneJob:
         self._samples: list[str] = []
         self._images: list[dict[str, str]] = []
         self.selector: SnapshotSelector | None = None
+        self._latest_scores: dict[str, Any] | None = None
+        self._scored = ""  # the last round's comparison, shown while waiting
 
     def _checkpoint(self, current: ModelBundle) -> dict[str, float]:
         # train() calls this with a snapshot of the weights every validate_every steps
         self.latest = current
+        self._latest_scores = None  # a snapshot in the middle of a round: not scored as a whole
         return {}
 
     def kept_result(self) -> ModelBundle | None:
-        """:attr:`latest` with the provenance of a run stopped early (``None`` if nothing trained)."""
+        """:attr:`latest` with the provenance of a run stopped early (``None`` if nothing trained).
+
+        When :attr:`latest` is a finished round's model (continuous mode, waiting
+        for corrections), its scores on the held-out corrections are kept too.
+        """
         if self.latest is None:
             return None
         result = self.latest
         result.provenance = stopped_early(
             self.parent, self.config, self.steps_done, self._samples, self._images
         )
+        if self._latest_scores is not None:
+            result.provenance["held_out_validation"] = self._latest_scores
         return result
 
     def run(self) -> Generator[Progress, None, ModelBundle]:
@@ -156,7 +170,7 @@ class FineTuneJob:
         round_number = 0
         while True:
             if self.corrections.version == seen:
-                yield Progress(0, 0, "waiting for new corrections")
+                yield Progress(0, 0, f"waiting for new corrections{self._scored and f' ({self._scored})'}")
                 time.sleep(_WAIT_SECONDS)
                 continue
             seen = self.corrections.version
@@ -188,6 +202,8 @@ class FineTuneJob:
                 result.provenance, self.parent, round_number + 1, self.steps_done, self._images
             )
             self.latest = bundle = result
+            self._latest_scores = result.provenance.get("held_out_validation")
+            self._scored = describe(self._latest_scores) if self._latest_scores else ""
             round_number += 1
             if not self.continuous:
                 return result

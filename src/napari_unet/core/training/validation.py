@@ -11,7 +11,8 @@ scored on, and the record says so (``shared``).
 every :data:`SCORE_EVERY` steps on the held-out reviewed pixels (AP@0.5 and
 foreground IoU, :mod:`~napari_unet.core.evaluation.metrics`), keeps the best
 snapshot and says when to stop: after :data:`PATIENCE` scorings without
-improvement.  :func:`train_validated` runs the training loop that way; the
+improvement, once at least half the steps are done (a model new to the kind
+of image may score nothing for a while before it learns).  :func:`train_validated` runs the training loop that way; the
 widget's fine-tuning and ``napari-unet train --from`` both go through it.
 """
 
@@ -297,7 +298,8 @@ def train_validated(
     """Train a copy of ``bundle``, scored by ``selector``; return its best snapshot.
 
     The parent is scored first (if ``selector`` has not scored it yet);
-    training stops early once :attr:`SnapshotSelector.should_stop`.  The
+    training stops early once :attr:`SnapshotSelector.should_stop`, but not
+    before half of ``config.steps``.  The
     returned model's provenance is the training loop's, with
     ``held_out_validation`` added (parent and kept scores, the step kept, every scoring).
 
@@ -343,7 +345,7 @@ def train_validated(
             step = record.step
             last = record.metrics
             yield record
-            if selector.should_stop and record.step < config.steps:
+            if selector.should_stop and config.steps // 2 <= record.step < config.steps:
                 yield Progress(
                     record.step,
                     record.step,
