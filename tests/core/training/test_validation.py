@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
+from napari_unet.core.models import store
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.network import UNet
 from napari_unet.core.progress import Progress, run
@@ -148,3 +149,7 @@ def test_a_fine_tune_records_parent_and_kept_scores_in_its_lineage(tmp_path: Pat
     assert record["scorings"][-1]["step"] == 6
     assert tuned.provenance["parent_hash"] == parent.weights_hash() and tuned.provenance["rounds"] == 1
     assert describe(record).startswith(f"your corrections: AP@0.5 {record['parent']['ap50']:.2f} → ")
+    # napari-unet models info shows the same numbers
+    (line,) = [line for line in store.describe(tuned) if line.startswith("held out:")]
+    assert f"parent → this: AP@0.5 {record['parent']['ap50']:.2f} → {record['kept']['ap50']:.2f}" in line
+    assert line.endswith("better than its parent") and ("NOT" in line) != record["better"]

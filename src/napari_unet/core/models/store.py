@@ -42,6 +42,8 @@ from napari_unet.core.models.registry import (
     load_model,
     user_model_dir,
 )
+from napari_unet.core.training.validation import describe as describe_validation
+from napari_unet.core.training.validation import validation_of
 
 LOCK_NAME = ".store.lock"
 COUNTERS_NAME = ".versions.json"
@@ -514,6 +516,10 @@ def describe(bundle: ModelBundle, with_file: bool = True) -> list[str]:
     metrics = provenance.get("metrics")
     if isinstance(metrics, dict) and metrics:
         lines.append("metrics:      " + ", ".join(f"{k} {_number(v)}" for k, v in metrics.items()))
+    held_out = validation_of(bundle)
+    if held_out is not None:
+        better = "better than its parent" if held_out.get("better") else "NOT better than its parent"
+        lines.append(f"held out:     {describe_validation(held_out, 'parent → this')}; {better}")
     return lines
 
 
