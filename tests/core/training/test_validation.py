@@ -142,9 +142,10 @@ def test_a_fine_tune_records_parent_and_kept_scores_in_its_lineage(tmp_path: Pat
     assert record is not None and job.selector is not None
     assert record["parent"] == {k: round(v, 4) for k, v in job.selector.parent_scores.items()}
     assert record["held_out"] == ["cells-0123[0]", "cells-0123[1]"] and not record["shared"]
+    kept, before = record["kept"], record["parent"]
     assert record["better"] == (
-        (record["kept"]["ap50"], record["kept"]["foreground_iou"])
-        > (record["parent"]["ap50"], record["parent"]["foreground_iou"])
+        kept["ap50"] > before["ap50"]
+        or (kept["ap50"] == before["ap50"] and kept["foreground_iou"] >= before["foreground_iou"] + 0.01)
     )
     assert record["scorings"][-1]["step"] == 6
     assert tuned.provenance["parent_hash"] == parent.weights_hash() and tuned.provenance["rounds"] == 1
@@ -153,3 +154,16 @@ def test_a_fine_tune_records_parent_and_kept_scores_in_its_lineage(tmp_path: Pat
     (line,) = [line for line in store.describe(tuned) if line.startswith("held out:")]
     assert f"parent → this: AP@0.5 {record['parent']['ap50']:.2f} → {record['kept']['ap50']:.2f}" in line
     assert line.endswith("better than its parent") and ("NOT" in line) != record["better"]
+
+
+def test_better_means_a_higher_ap_or_a_clearly_higher_foreground_iou() -> None:
+    selector = SnapshotSelector(split_corrections([painted(2)]))
+    selector.parent_scores = {"ap50": 0.5, "foreground_iou": 0.8}
+    for best, better in [
+        ({"ap50": 0.55, "foreground_iou": 0.7}, True),
+        ({"ap50": 0.5, "foreground_iou": 0.82}, True),
+        ({"ap50": 0.5, "foreground_iou": 0.805}, False),  # noise
+        ({"ap50": 0.45, "foreground_iou": 0.95}, False),
+    ]:
+        selector.best_scores = best
+        assert selector.better is better, best

@@ -43,6 +43,8 @@ SCORE_EVERY = 20
 """Training steps between two scorings on the held-out corrections (and at the last step)."""
 PATIENCE = 2
 """Scorings in a row without improvement after which training stops."""
+IOU_MARGIN = 0.01
+"""At equal AP@0.5, a version beats its parent when its foreground IoU is at least this much higher."""
 CONTEXT_MIN = 32
 """Pixels of image kept around a held-out region when it is segmented (at least two diameters)."""
 
@@ -266,10 +268,15 @@ class SnapshotSelector:
 
     @property
     def better(self) -> bool:
-        """Whether the best snapshot beats the parent on the held-out corrections."""
+        """Whether the best snapshot beats the parent on the held-out corrections.
+
+        A higher AP@0.5 beats; at the same AP@0.5, a foreground IoU higher by at
+        least :data:`IOU_MARGIN` does (a smaller gain is noise, not a reason to switch).
+        """
         if self.best_scores is None or self.parent_scores is None:
             return False
-        return _key(self.best_scores) > _key(self.parent_scores)
+        (ap, iou), (parent_ap, parent_iou) = _key(self.best_scores), _key(self.parent_scores)
+        return ap > parent_ap or (ap == parent_ap and iou >= parent_iou + IOU_MARGIN)
 
     def record(self, steps: int) -> dict[str, Any]:
         """The provenance record of this validation (see :func:`~napari_unet.core.io.provenance.held_out_validation`)."""
@@ -398,6 +405,7 @@ def validation_of(bundle: ModelBundle) -> dict[str, Any] | None:
 
 __all__ = [
     "HOLD_OUT_EVERY",
+    "IOU_MARGIN",
     "PATIENCE",
     "SCORE_EVERY",
     "HeldOutPlane",
