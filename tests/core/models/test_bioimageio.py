@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import io
@@ -17,14 +18,18 @@ import tifffile
 import torch
 import yaml
 
-from napari_unet.core.config import InferenceConfig
+from napari_unet.core.config import InferenceConfig, ModelConfig, to_dict
+from napari_unet.core.models.bioimageio.datasets import BUNDLED_TRAINING_DATA, bundled_test_image
 from napari_unet.core.models.bioimageio.export import (
     BioimageioUnavailable,
     export_package,
+    input_size_rule,
     network_outputs,
+    output_halo,
     validate_package,
 )
 from napari_unet.core.models.files import ModelFileError
+from napari_unet.core.models.network import UNet
 from napari_unet.core.models.registry import BUNDLED_MODELS, bundled_model_path, load_model, resolve_model
 from napari_unet.core.models.store import import_model, save_version
 from napari_unet.core.segmentation.segmenter import segment_array
@@ -33,6 +38,17 @@ from napari_unet.core.segmentation.segmenter import segment_array
 @pytest.fixture(scope="module")
 def nuclei_package(tmp_path_factory) -> Path:
     return export_package(load_model(bundled_model_path("nuclei")), tmp_path_factory.mktemp("pkg") / "n.zip")
+
+
+def package_architecture(package: Path, folder: Path):
+    """The architecture module a bioimage.io consumer runs: the file inside the package, imported."""
+    with zipfile.ZipFile(package) as archive:
+        source = folder / "bioimageio_unet.py"
+        source.write_bytes(archive.read("bioimageio_unet.py"))
+    spec = importlib.util.spec_from_file_location(f"exported_architecture_{folder.name}", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # our own file, run here to check the package for its consumers
+    return module
 
 
 def rdf_of(package: Path) -> dict:
@@ -64,6 +80,8 @@ def test_each_bundled_model_exports_a_package_that_bioimageio_validates(name, nu
     summary = validate_package(package)
     assert summary.status == "valid-format", summary.format()
     assert not [e for d in summary.details for e in d.errors]
+    unfilled = [w.loc for d in summary.details for w in d.warnings if "Needs to be filled" in w.msg]
+    assert not unfilled, f"fields the validator asks for: {unfilled}"
 
     rdf = rdf_of(package)
     assert rdf["format_version"].startswith("0.5.")
@@ -72,15 +90,35 @@ def test_each_bundled_model_exports_a_package_that_bioimageio_validates(name, nu
     assert rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] == "build_unet"
     assert rdf["training_data"]["cite"][0]["doi"], "the training data is cited"
     assert {c["doi"] for c in rdf["training_data"]["cite"]} <= {c["doi"] for c in rdf["cite"]}
+    data = BUNDLED_TRAINING_DATA[name]
+    training = rdf["training_data"]
+    assert training["source"] == data.source and training["tags"] == list(data.tags)
+    assert [a["name"] for a in training["authors"]] == list(data.authors)
+    assert training["documentation"]["source"] == "training_data.md"
+    if data.license:
+        assert training["license"] == data.license
+    else:  # terms that no SPDX identifier names travel as a file
+        assert training["license"]["source"] == "training_data_terms.md"
+    halo, (minimum, step) = output_halo(bundle.config), input_size_rule(bundle.config)
+    assert (halo, minimum, step) == (107, 230, 1), "depth 4: the receptive field's radius; any size"
+    for axis in rdf["inputs"][0]["axes"][2:]:
+        assert axis["size"] == {"min": minimum, "step": step}
+    for axis in rdf["outputs"][0]["axes"][2:]:
+        assert axis["halo"] == halo
     assert rdf["config"]["napari_unet"]["weights_hash"] == bundle.weights_hash()
     with zipfile.ZipFile(package) as archive:
         names = set(archive.namelist())
         readme = archive.read("README.md").decode()
         test_input = np.load(io.BytesIO(archive.read("test_input.npy")))
         test_output = np.load(io.BytesIO(archive.read("test_output.npy")))
-        assert archive.read("cover.png")[:8] == b"\x89PNG\r\n\x1a\n"
+        cover = iio.imread(archive.read("cover.png"), extension=".png")
     assert {"weights.pt", "weights_torchscript.pt", "bioimageio_unet.py", "README.md", "cover.png"} <= names
     assert f"# Model card: `{name}`" in readme and bundle.weights_hash() in readme
+    crop, origin = bundled_test_image(name)
+    np.testing.assert_array_equal(test_input[0, 0], crop, "the test input is the real held-out crop")
+    assert origin["source"] in readme and origin["licence"] in readme, "the card says where it comes from"
+    assert cover.shape == (crop.shape[0], 2 * crop.shape[1], 3), "the image beside its outlines"
+    assert (cover[:, crop.shape[1] :] != cover[:, : crop.shape[1]]).any(axis=-1).mean() > 0.01, "outlines"
     assert "/work/" not in readme and str(Path.home()) not in readme, "no local paths in a shared package"
     assert (
         test_output.shape == (1, 3, *test_input.shape[-2:])
@@ -102,9 +140,7 @@ def test_package_weights_reproduce_the_test_output(nuclei_package, tmp_path):
         np.clip((test_input - low) / (high - low + 1e-6), clip["min"], clip["max"]).astype(np.float32)
     )
 
-    spec = importlib.util.spec_from_file_location("exported_architecture", tmp_path / "bioimageio_unet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # our own file, run here to check the package for its consumers
+    module = package_architecture(nuclei_package, tmp_path)
     architecture = rdf["weights"]["pytorch_state_dict"]["architecture"]
     network = getattr(module, architecture["callable"])(**architecture["kwargs"]).eval()
     network.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True), strict=True)
@@ -116,6 +152,61 @@ def test_package_weights_reproduce_the_test_output(nuclei_package, tmp_path):
         from_torchscript = torch.sigmoid(scripted(scaled)).numpy()
     np.testing.assert_allclose(from_state_dict, expected, atol=1e-5)
     np.testing.assert_allclose(from_torchscript, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", BUNDLED_MODELS)
+def test_package_architecture_is_napari_unets_network(name, nuclei_package, tmp_path):
+    """One network: the package's file builds napari-unet's UNet (keys, shapes, outputs) for each model."""
+    bundle = load_model(bundled_model_path(name))
+    packaged = package_architecture(nuclei_package, tmp_path).build_unet(**to_dict(bundle.config)).eval()
+    ours = bundle.network.eval()
+    assert {k: v.shape for k, v in packaged.state_dict().items()} == {
+        k: v.shape for k, v in ours.state_dict().items()
+    }
+    packaged.load_state_dict(ours.state_dict(), strict=True)
+    image = torch.from_numpy(np.random.default_rng(0).normal(0.3, 0.2, (2, 1, 100, 70)).astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(packaged(image), ours(image), rtol=0, atol=0)
+
+
+def test_package_architecture_imports_nothing_but_torch(nuclei_package):
+    with zipfile.ZipFile(nuclei_package) as archive:
+        tree = ast.parse(archive.read("bioimageio_unet.py"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in imported} <= {"__future__", "typing", "torch"}, imported
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_output_halo_is_the_receptive_field_radius(depth):
+    """With positive weights every input an output depends on has a non-zero gradient: measure the reach."""
+    network = UNet(ModelConfig(base_width=2, depth=depth, norm="none", heads=("foreground",)))
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(parameter.abs() + 0.01)
+    multiple = 2**depth
+    side = 16 * multiple
+    reach = 0
+    for offset in range(multiple):  # every position on the pooling grid
+        image = torch.ones(1, 1, side, side, requires_grad=True)
+        centre = side // 2 + offset
+        network(image)[0, 0, centre, centre].backward()
+        seen = (image.grad[0, 0] != 0).nonzero()
+        reach = max(reach, int((seen - centre).abs().max()))
+    assert reach == output_halo(network.config)
+    assert input_size_rule(network.config) == (2 * reach + multiple, 1)
+
+
+def test_torchscript_weights_take_any_size(nuclei_package, tmp_path):
+    with zipfile.ZipFile(nuclei_package) as archive:
+        archive.extract("weights_torchscript.pt", tmp_path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
+        scripted = torch.jit.load(str(tmp_path / "weights_torchscript.pt")).eval()
+    network = load_model(bundled_model_path("nuclei")).network.eval()
+    image = torch.rand(1, 1, 57, 83)  # no multiple of 16: padded inside, as napari-unet's network does
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(image), network(image), rtol=0, atol=1e-5)
 
 
 def test_export_then_import_gives_identical_labels_on_a_real_image(nuclei_package, nuclei_val):
@@ -150,16 +241,18 @@ def test_fine_tuned_version_exports_its_lineage_and_imports_into_the_store(tmp_p
         "date": "2026-01-02T03:04:05+00:00",
     }
     version = save_version(child)
-    plane = np.random.default_rng(0).normal(100, 10, (300, 420)).astype(np.float32)
+    plane = np.random.default_rng(0).normal(100, 10, (300, 620)).astype(np.float32)
     package = export_package(
         load_model(version.path), tmp_path / "tuned.zip", test_image=plane, authors=["A. Person"]
     )
     with zipfile.ZipFile(package) as archive:
         test_input = np.load(io.BytesIO(archive.read("test_input.npy")))
         cover = iio.imread(archive.read("cover.png"), extension=".png")
-    assert test_input.shape == (1, 1, 288, 416), "a centred crop to multiples of 2**depth"
-    np.testing.assert_array_equal(test_input[0, 0], plane[6:294, 2:418])
-    assert cover.shape == (256, 740, 3), "covers are kept small (bioimage.io asks for < 500 kB)"
+    assert test_input.shape == (1, 1, 300, 512), "a centred crop of at most 512 x 512"
+    np.testing.assert_array_equal(test_input[0, 0], plane[:, 54:566])
+    assert cover.shape == (256, 874, 3), "covers are kept small (bioimage.io asks for < 500 kB)"
+    with pytest.raises(ValueError, match="at least 230 x 230 pixels"):
+        export_package(load_model(version.path), tmp_path / "small.zip", test_image=plane[:229])
 
     rdf = rdf_of(package)
     assert rdf["parent"] == {"id": "phase-cells"}

@@ -1,29 +1,27 @@
-"""bioimage.io model packages: export a model with its lineage, import one safely.
+"""bioimage.io model packages: export a model with its lineage and validate the package.
 
 Export (:func:`export_package`) writes a zip that ``bioimageio.spec`` (model
-spec 0.5) validates, without any network access: ``pytorch_state_dict``
-weights with the architecture source (:mod:`napari_unet.core.models.bioimageio.architecture`),
-TorchScript weights converted from them, a test input and the network's
-output on it, a cover image, the model card, licence, authors, citations,
-``training_data`` and ``parent`` from the lineage, and napari-unet's own model
-file contents under ``config.napari_unet`` (configs, provenance, weights hash).
-
-Import (:func:`load_package`) needs only PyYAML (the ``bioimageio.spec``
-library is needed for export): it reads the description with
-``yaml.safe_load`` and the state dict with ``torch.load(weights_only=True)``
-into napari-unet's own :class:`~napari_unet.core.models.network.UNet`.  Nothing from
-the package is executed: the architecture file inside it is never imported,
-and packages with only TorchScript weights are refused, because a TorchScript
-archive is a program (its methods, including ``__setstate__`` run at load
-time, are code from the package), not just weights.
+spec 0.5) validates, also offline: ``pytorch_state_dict`` weights
+whose architecture source is
+:mod:`napari_unet.core.models.bioimageio.architecture` (plain PyTorch: the
+package runs where only ``torch`` and a bioimage.io consumer are installed),
+TorchScript weights scripted from the same network, a test input (for bundled
+models and their fine-tuned versions a real held-out image of the model's kind)
+and the network's output on it, a cover showing that image and its outlines,
+the model card, licence, authors, citations, ``training_data`` and ``parent``
+from the lineage, and napari-unet's own model file contents under
+``config.napari_unet`` (configs, provenance, weights hash).  Reading a package
+back is :mod:`napari_unet.core.models.bioimageio.reader`'s job.
 
 Pre- and post-processing in bioimage.io terms: the input is the raw image
 (batch, channel, y, x), scaled with ``scale_range`` at the model's percentiles
-and clipped as napari-unet clips;
-the output is the sigmoid of the network (one channel per head).  What
-bioimage.io cannot express (rescaling to the model's object size, the seeded
-watershed turning outputs into instance labels) is stated in the description
-and kept in ``config.napari_unet`` for napari-unet.
+and clipped as napari-unet clips; the output is the sigmoid of the network (one
+channel per head).  Outputs declare a halo (:func:`output_halo`) and inputs
+sizes on the network's pooling grid (:func:`input_size_rule`), so bioimage.io's
+tiled prediction equals its whole-image prediction.  What bioimage.io cannot
+express (rescaling to the model's object size, the seeded watershed turning
+outputs into instance labels) is stated in the description and kept in
+``config.napari_unet`` for napari-unet.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,9 +46,16 @@ import torch
 from numpy.typing import NDArray
 
 from napari_unet import __version__
-from napari_unet.core.config import to_dict
+from napari_unet.core.config import ModelConfig, to_dict
 from napari_unet.core.io.atomic import atomic_path
 from napari_unet.core.io.files import write_overlay
+from napari_unet.core.models.bioimageio.architecture import build_unet
+from napari_unet.core.models.bioimageio.datasets import (
+    BUNDLED_TRAINING_DATA,
+    TrainingData,
+    bundled_test_image,
+    dataset_documentation,
+)
 from napari_unet.core.models.files import (
     ModelBundle,
     model_header,
@@ -69,68 +73,6 @@ COVER_HEIGHT = 256
 
 _UNET_DOI = "10.1007/978-3-319-24574-4_28"
 _NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_+\- ()]+")
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """What a bundled model family was trained on, for ``training_data`` and ``cite``."""
-
-    name: str
-    description: str
-    license: str | None
-    """SPDX identifier, or ``None`` where the data's terms are not an SPDX licence."""
-    citations: tuple[tuple[str, str], ...]
-    """(text, DOI) pairs."""
-
-
-BUNDLED_TRAINING_DATA: dict[str, TrainingData] = {
-    "nuclei": TrainingData(
-        "Data Science Bowl 2018 nuclei (BBBC038v1)",
-        "Kaggle Data Science Bowl 2018 stage1_train with the community mask fixes: 484 fluorescence "
-        "images of nuclei from many labs and microscopes, instance labels.",
-        "CC0-1.0",
-        (
-            (
-                "Caicedo et al., Nucleus segmentation across imaging experiments: the 2018 Data Science "
-                "Bowl. Nature Methods 16, 1247-1253 (2019)",
-                "10.1038/s41592-019-0612-7",
-            ),
-        ),
-    ),
-    "phase-cells": TrainingData(
-        "Usiigaci phase-contrast cells",
-        "Usiigaci: 40 phase-contrast images of T98G glioblastoma and NIH3T3 cells (set01-set40), "
-        "whole cells annotated by hand.",
-        "MIT",
-        (
-            (
-                "Tsai et al., Usiigaci: instance-aware cell tracking in stain-free phase contrast "
-                "microscopy enabled by machine learning. SoftwareX 9, 230-237 (2019)",
-                "10.1016/j.softx.2019.02.007",
-            ),
-        ),
-    ),
-    "em-membranes": TrainingData(
-        "ISBI 2012 EM segmentation challenge",
-        "ISBI 2012 EM segmentation challenge training volume (serial-section TEM, Drosophila larva "
-        "ventral nerve cord), slices 0-19; neuronal profiles separated at membranes. Free for "
-        "research use with citation.",
-        None,
-        (
-            (
-                "Cardona et al., An integrated micro- and macroarchitectural analysis of the Drosophila "
-                "brain by computer-assisted serial section electron microscopy. PLoS Biology 8, "
-                "e1000502 (2010)",
-                "10.1371/journal.pbio.1000502",
-            ),
-            (
-                "Arganda-Carreras et al., Crowdsourcing the creation of image segmentation algorithms "
-                "for connectomics. Frontiers in Neuroanatomy 9, 142 (2015)",
-                "10.3389/fnana.2015.00142",
-            ),
-        ),
-    ),
-}
 
 
 class BioimageioUnavailable(ImportError):
@@ -193,6 +135,28 @@ def network_outputs(bundle: ModelBundle, image: NDArray[Any]) -> NDArray[np.floa
     return torch.sigmoid(logits)[0].numpy().astype(np.float32)
 
 
+def output_halo(config: ModelConfig) -> int:
+    """Pixels bioimage.io crops from each side of a block's outputs: ``7 * 2**depth - 5`` (107 at depth 4).
+
+    The farthest an output pixel's inputs reach (its receptive field's radius,
+    measured in the tests): no kept output of a block sees the block's edge.
+    """
+    return 7 * config.size_multiple - 5
+
+
+def input_size_rule(config: ModelConfig) -> tuple[int, int]:
+    """``(min, step)`` of the package's input height and width: ``(2 * halo + 2**depth, 1)``.
+
+    The network takes any size (it pads to a multiple of ``2**depth`` inside),
+    so the step is 1, the smallest bioimage.io allows: a 520 x 696 image is a
+    valid input.  The spec asks for more than twice the halo; the minimum
+    leaves one pooling cell inside it, so a bioimage.io block of ``min + n``
+    pixels keeps ``2**depth + n`` and stays on the pooling grid when ``n`` is
+    a multiple of ``2**depth``.
+    """
+    return 2 * output_halo(config) + config.size_multiple, 1
+
+
 def synthetic_test_image(bundle: ModelBundle, size: int = 256, seed: int = 0) -> NDArray[np.float32]:
     """A test input at the model's scale: bright discs of the model's object size on a noisy background.
 
@@ -213,10 +177,8 @@ def synthetic_test_image(bundle: ModelBundle, size: int = 256, seed: int = 0) ->
     return np.repeat(image[None].astype(np.float32), bundle.config.in_channels, axis=0)
 
 
-def _test_input(bundle: ModelBundle, image: NDArray[Any] | None) -> NDArray[np.float32]:
-    multiple = bundle.config.size_multiple
-    if image is None:
-        return synthetic_test_image(bundle)
+def _test_input(bundle: ModelBundle, image: NDArray[Any]) -> NDArray[np.float32]:
+    minimum, _ = input_size_rule(bundle.config)
     data = np.asarray(image, dtype=np.float32)
     if data.ndim == 2:
         data = data[None]
@@ -225,11 +187,13 @@ def _test_input(bundle: ModelBundle, image: NDArray[Any] | None) -> NDArray[np.f
             f"the test image must be (Y, X) or (C, Y, X) with C = {bundle.config.in_channels}, "
             f"got shape {tuple(np.shape(image))}"
         )
-    # the package's input sizes are multiples of 2**depth; crop to at most 512 x 512
-    height = min(data.shape[1] - data.shape[1] % multiple, 512)
-    width = min(data.shape[2] - data.shape[2] % multiple, 512)
-    if height < multiple or width < multiple:
-        raise ValueError(f"the test image must be at least {multiple} x {multiple} pixels")
+    if min(data.shape[1:]) < minimum:
+        raise ValueError(
+            f"the test image must be at least {minimum} x {minimum} pixels (the package's smallest "
+            f"input), got {data.shape[1]} x {data.shape[2]}"
+        )
+    # a centred crop of at most 512 x 512 keeps the package small
+    height, width = min(data.shape[1], 512), min(data.shape[2], 512)
     top, left = (data.shape[1] - height) // 2, (data.shape[2] - width) // 2
     return np.ascontiguousarray(data[:, top : top + height, left : left + width])
 
@@ -246,23 +210,19 @@ def _cover(path: Path, image: NDArray[np.float32], outputs: NDArray[np.float32],
 def _torchscript(
     bundle: ModelBundle, image: NDArray[np.float32], probabilities: NDArray[np.float32]
 ) -> torch.jit.ScriptModule:
-    """Trace the network on a small input; check that the trace gives ``probabilities`` for ``image``."""
-    network = bundle.network.eval()
-    side = 4 * bundle.config.size_multiple
-    example = torch.zeros(1, bundle.config.in_channels, side, side)
+    """The package's network, scripted (padding included); checked to give ``probabilities`` for ``image``."""
+    network = build_unet(**to_dict(bundle.config))
+    network.load_state_dict(bundle.network.state_dict())
     with warnings.catch_warnings():
-        # the padding arithmetic reads tensor sizes; inputs are multiples of 2**depth, where it is a no-op
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # torch deprecates TorchScript in favour of torch.export, but bioimage.io's "torchscript"
         # weights format (what deepImageJ and others run) is TorchScript
         warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-        with torch.inference_mode(False), torch.no_grad():
-            traced = torch.jit.trace(network, example, check_trace=False)
+        scripted = torch.jit.script(network.eval())
     with torch.no_grad():
-        got = torch.sigmoid(traced(torch.from_numpy(package_preprocessing(bundle, image)[None])))[0].numpy()
+        got = torch.sigmoid(scripted(torch.from_numpy(package_preprocessing(bundle, image)[None])))[0].numpy()
     if got.shape != probabilities.shape or not np.allclose(got, probabilities, atol=1e-4):
-        raise RuntimeError("the TorchScript trace does not reproduce the network")
-    return traced
+        raise RuntimeError("the TorchScript network does not reproduce the network")
+    return scripted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +259,53 @@ def _bundled_root(bundle: ModelBundle) -> str | None:
     return None
 
 
-def _model_card(bundle: ModelBundle, root: str | None) -> str:
+def _choose_test_image(
+    bundle: ModelBundle, root: str | None, image: NDArray[Any] | None
+) -> tuple[NDArray[Any], str]:
+    """The package's test input before cropping, and a sentence saying where it comes from."""
+    if image is not None:
+        return image, "an image supplied when the package was exported"
+    bundled = bundled_test_image(root) if root else None
+    if bundled is not None:
+        crop, origin = bundled
+        return crop, (
+            f"a {crop.shape[0]} x {crop.shape[1]} crop of `{origin['source']}` (held out from training), "
+            f"rescaled by {origin['scale']:g} to the model's object size; {origin['licence']}"
+        )
+    return synthetic_test_image(bundle), (
+        "synthetic: bright discs of the model's object size on noise (no image of the model's kind "
+        "was given; `napari-unet export --image` takes one)"
+    )
+
+
+def _usage(bundle: ModelBundle) -> str:
+    low, high = bundle.preprocess.percentile_low, bundle.preprocess.percentile_high
+    minimum, _ = input_size_rule(bundle.config)
+    multiple = bundle.config.size_multiple
+    halo = output_halo(bundle.config)
+    return (
+        "\n## Using this package\n\n"
+        "Input: one image, axes (batch, channel, y, x), raw intensities; the package scales them with "
+        f"`scale_range` ({low}th to {high}th percentile). Objects should be about "
+        f"{bundle.preprocess.object_diameter:g} px across"
+        + (" (rescale the image first)" if bundle.preprocess.rescale else "")
+        + ". Output: sigmoid probabilities, one channel per head "
+        f"({', '.join(bundle.config.heads)}). napari-unet turns them into instance labels with a seeded "
+        "watershed (`config.napari_unet.postprocess`); open the zip with "
+        "`napari-unet segment --model THIS.zip` or the napari widget.\n\n"
+        f"Sizes: the package takes any height and width from {minimum} px (the network pads to a "
+        f"multiple of {multiple} inside). Tiled prediction crops a halo of {halo} px (the receptive field's radius) "
+        f"from each side of a block of {minimum} + n px. The network pools {multiple} x {multiple} "
+        "pixels, so a tile equals the whole-image prediction when it starts on the whole image's "
+        f"pooling grid: choose n as a multiple of {multiple} (e.g. `bioimageio predict --blockwise "
+        f"{10 * multiple}`), and give images whose height and width are multiples of {multiple} (pad "
+        f"others at the bottom and right, e.g. 520 x 696 to 528 x 704). Otherwise bioimage.io shifts "
+        "the last block of each row and column back to end at the image's edge, off the grid, and its "
+        "outputs differ slightly from the whole-image ones."
+    )
+
+
+def _model_card(bundle: ModelBundle, root: str | None, test_image: str) -> str:
     from napari_unet.core.models.store import describe
 
     parts = []
@@ -310,18 +316,8 @@ def _model_card(bundle: ModelBundle, root: str | None) -> str:
             parts.append(f"\n## This model: `{bundle.name}`, fine-tuned from `{root}` (card above)")
     else:
         parts.append(f"# Model card: `{bundle.name}`")
-    parts.append(
-        "\n## Using this package\n\n"
-        "Input: one image, axes (batch, channel, y, x), raw intensities; the package scales them with "
-        f"`scale_range` ({bundle.preprocess.percentile_low}th to {bundle.preprocess.percentile_high}th "
-        "percentile). Objects should be about "
-        f"{bundle.preprocess.object_diameter:g} px across"
-        + (" (rescale the image first)" if bundle.preprocess.rescale else "")
-        + ". Output: sigmoid probabilities, one channel per head "
-        f"({', '.join(bundle.config.heads)}). napari-unet turns them into instance labels with a seeded "
-        "watershed (`config.napari_unet.postprocess`); open the zip with "
-        "`napari-unet segment --model THIS.zip` or the napari widget."
-    )
+    parts.append(_usage(bundle))
+    parts.append(f"\n## Test input and cover\n\nThe test input and the cover show {test_image}.")
     parts.append(
         "\n## Lineage and provenance\n\n```\n" + "\n".join(describe(bundle, with_file=False)) + "\n```"
     )
@@ -345,26 +341,50 @@ def _authors(v0_5: Any, authors: list[str] | None, bundled: bool) -> list[Any]:
     return [v0_5.Author(name=name) for name in names]
 
 
-def _training_data(v0_5: Any, bundle: ModelBundle, root: str | None) -> Any:
+def _bundled_dataset(v0_5: Any, data: TrainingData, work: Path) -> Any:
+    from bioimageio.spec.dataset.v0_3 import DatasetDescr
+
+    documentation = work / "training_data.md"
+    documentation.write_text(dataset_documentation(data), encoding="utf-8")
+    if data.license is None:  # terms that are no SPDX licence travel as a file
+        terms = work / "training_data_terms.md"
+        terms.write_text(f"# Terms of use: {data.name}\n\n{data.terms}\n", encoding="utf-8")
+    return DatasetDescr(
+        name=data.name,
+        description=data.description,
+        authors=[v0_5.Author(name=name) for name in data.authors],
+        documentation=v0_5.FileDescr(source=documentation),
+        license=data.license or v0_5.FileDescr(source=terms),
+        tags=list(data.tags),
+        source=data.source,
+        cite=[v0_5.CiteEntry(text=text, doi=v0_5.Doi(doi)) for text, doi in data.citations],
+    )
+
+
+def _training_data(v0_5: Any, bundle: ModelBundle, root: str | None, authors: list[Any], work: Path) -> Any:
     from bioimageio.spec.dataset.v0_3 import DatasetDescr
 
     images = bundle.provenance.get("images")
     is_bundled = bundle.name in BUNDLED_MODELS
     if (is_bundled or not isinstance(images, list)) and root in BUNDLED_TRAINING_DATA:
-        data = BUNDLED_TRAINING_DATA[root]
-        return DatasetDescr(
-            name=data.name,
-            description=data.description,
-            license=data.license,
-            cite=[v0_5.CiteEntry(text=text, doi=v0_5.Doi(doi)) for text, doi in data.citations],
-        )
+        return _bundled_dataset(v0_5, BUNDLED_TRAINING_DATA[root], work)
     if isinstance(images, list) and images:
+        description = (
+            f"{len(images)} image(s) corrected by the user and learned from in fine-tuning; their "
+            "names and SHA-256 hashes are in config.napari_unet.provenance.images (pixels not included)."
+        )[:1024]
+        documentation = work / "training_data.md"
+        parent = f" `{root}` was fine-tuned on them." if root else ""
+        documentation.write_text(
+            f"# Training images of `{bundle.name}`\n\n{description}{parent}\n", encoding="utf-8"
+        )
+        # their licence and where they can be found are the user's to say (not known here)
         return DatasetDescr(
             name=_safe_name(f"{bundle.name} training images"),
-            description=(
-                f"{len(images)} image(s) corrected by the user and learned from in fine-tuning; their "
-                "names and SHA-256 hashes are in config.napari_unet.provenance.images (pixels not included)."
-            )[:1024],
+            description=description,
+            authors=authors,
+            documentation=v0_5.FileDescr(source=documentation),
+            tags=["napari-unet", "fine-tuning", "user-corrections"],
         )
     return None
 
@@ -388,12 +408,16 @@ def _citations(v0_5: Any, root: str | None) -> list[Any]:
 
 
 def _tensors(v0_5: Any, bundle: ModelBundle, input_path: Path, output_path: Path) -> tuple[Any, Any]:
-    multiple = bundle.config.size_multiple
-    space = v0_5.ParameterizedSize(min=multiple, step=multiple)
+    minimum, step = input_size_rule(bundle.config)
+    halo = output_halo(bundle.config)
+    space = v0_5.ParameterizedSize(min=minimum, step=step)
     channels = [f"channel{i}" for i in range(bundle.config.in_channels)]
     input_tensor = v0_5.InputTensorDescr(
         id=v0_5.TensorId("raw"),
-        description="raw image at the model's object size",
+        description=(
+            f"raw image at the model's object size; tiles on its {bundle.config.size_multiple} px "
+            "pooling grid equal whole-image outputs"
+        ),
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=[v0_5.Identifier(c) for c in channels]),
@@ -419,13 +443,15 @@ def _tensors(v0_5: Any, bundle: ModelBundle, input_path: Path, output_path: Path
         axes=[
             v0_5.BatchAxis(),
             v0_5.ChannelAxis(channel_names=[v0_5.Identifier(h) for h in bundle.config.heads]),
-            v0_5.SpaceOutputAxis(
+            v0_5.SpaceOutputAxisWithHalo(
                 id=v0_5.AxisId("y"),
                 size=v0_5.SizeReference(tensor_id=v0_5.TensorId("raw"), axis_id=v0_5.AxisId("y")),
+                halo=halo,
             ),
-            v0_5.SpaceOutputAxis(
+            v0_5.SpaceOutputAxisWithHalo(
                 id=v0_5.AxisId("x"),
                 size=v0_5.SizeReference(tensor_id=v0_5.TensorId("raw"), axis_id=v0_5.AxisId("x")),
+                halo=halo,
             ),
         ],
         test_tensor=v0_5.FileDescr(source=output_path),
@@ -454,9 +480,12 @@ def export_package(
     output : path
         The ``.zip`` to write (atomically).
     test_image : ndarray, shape (Y, X) or (C, Y, X), optional
-        Test input and cover image, at the model's object size (cropped to a
-        multiple of ``2**depth``, at most 512 x 512).  Default: synthetic discs
-        of the model's object size.
+        Test input and cover image, at the model's object size, at least
+        :func:`input_size_rule`'s minimum (230 x 230 at depth 4); a centred
+        crop of at most 512 x 512 is kept.  Default: for a bundled
+        model and its fine-tuned versions the bundled model's real image
+        (:func:`~napari_unet.core.models.bioimageio.datasets.bundled_test_image`),
+        otherwise synthetic discs of the model's object size.
     authors : list of str, optional
         Default: "napari-unet developers" for bundled models, the user's login name otherwise.
     license : str, optional
@@ -504,8 +533,10 @@ def _write_package(
     from bioimageio.spec import save_bioimageio_package
 
     root = _bundled_root(bundle)
-    image = _test_input(bundle, test_image)
+    chosen, origin = _choose_test_image(bundle, root, test_image)
+    image = _test_input(bundle, chosen)
     outputs = network_outputs(bundle, image)
+    model_authors = _authors(v0_5, authors, bundle.name in BUNDLED_MODELS)
     with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as folder:
         work = Path(folder)
         np.save(work / "test_input.npy", image[None])
@@ -514,16 +545,16 @@ def _write_package(
         tifffile.imwrite(work / "test_input.tif", image, photometric="minisblack")
         tifffile.imwrite(work / "test_output.tif", outputs, photometric="minisblack")
         _cover(work / "cover.png", image, outputs, bundle)
-        (work / "README.md").write_text(_model_card(bundle, root), encoding="utf-8")
+        (work / "README.md").write_text(_model_card(bundle, root, origin), encoding="utf-8")
         shutil.copyfile(
             Path(str(resources.files("napari_unet.core.models.bioimageio") / "architecture.py")),
             work / ARCHITECTURE_FILE,
         )
         torch.save({k: v.detach().cpu() for k, v in bundle.network.state_dict().items()}, work / "weights.pt")
-        traced = _torchscript(bundle, image, outputs)
+        scripted = _torchscript(bundle, image, outputs)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-            traced.save(str(work / "weights_torchscript.pt"))
+            scripted.save(str(work / "weights_torchscript.pt"))
         input_tensor, output_tensor = _tensors(
             v0_5, bundle, work / "test_input.npy", work / "test_output.npy"
         )
@@ -534,7 +565,7 @@ def _write_package(
                 f"sigmoid heads {', '.join(bundle.config.heads)} and a seeded watershed. Objects about "
                 f"{bundle.preprocess.object_diameter:g} px across. Weights hash {bundle.weights_hash()}."
             ),
-            authors=_authors(v0_5, authors, bundle.name in BUNDLED_MODELS),
+            authors=model_authors,
             cite=_citations(v0_5, root),
             license=v0_5.LicenseId(license or DEFAULT_LICENSE),
             documentation=v0_5.FileDescr(source=work / "README.md"),
@@ -550,7 +581,7 @@ def _write_package(
             inputs=[input_tensor],
             outputs=[output_tensor],
             parent=_parent(v0_5, bundle),
-            training_data=_training_data(v0_5, bundle, root),
+            training_data=_training_data(v0_5, bundle, root, model_authors, work),
             weights=v0_5.WeightsDescr(
                 pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
                     source=work / "weights.pt",
@@ -592,14 +623,18 @@ def _write_package(
                 },
             ),
         )
-        # the library writes the zip and validates it (offline: the description holds no URLs)
+        # the library writes the zip and validates it; the only URLs (where a bundled model's
+        # training data is published) are checked when reachable, and offline only logged
         package = save_bioimageio_package(description, output_path=work / "package.zip")
         with atomic_path(output) as tmp:
             shutil.copyfile(package, tmp)
 
 
 def validate_package(path: str | os.PathLike[str]) -> Any:
-    """Validate a package with ``bioimageio.spec`` (offline: no URLs are fetched); returns the summary.
+    """Validate a package with ``bioimageio.spec``; returns the summary.
+
+    Works offline: the training data's URL is then not checked (bioimageio.spec
+    logs that it could not reach it).
 
     The returned ``ValidationSummary`` has ``status`` (``"valid-format"`` or
     ``"failed"``) and ``display()`` / ``format()`` for the details.
@@ -615,15 +650,12 @@ def _validation_summary(path: Path) -> Any:
     return load_description(path, perform_io_checks=True).validation_summary
 
 
-# ---------------------------------------------------------------------------------------------
-# import
-
-
 __all__ = [
-    "BUNDLED_TRAINING_DATA",
     "BioimageioUnavailable",
     "export_package",
+    "input_size_rule",
     "network_outputs",
+    "output_halo",
     "package_preprocessing",
     "scale_range",
     "synthetic_test_image",
