@@ -325,6 +325,7 @@ def _check_extent(path: Path, series: Any) -> None:
 
 
 LABELS_FORMAT = "napari-unet-labels"
+_LABEL_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32))
 
 
 class LabelStackWriter:
@@ -336,9 +337,10 @@ class LabelStackWriter:
     name and renamed to ``path`` only when every plane is written and the
     context exits without an error; otherwise the temporary file is removed.
 
-    Labels are stored as uint16 and widened to uint32 (rewriting the pages
-    already written) only if a label exceeds 65,535.  BigTIFF is used when the
-    uncompressed labels could pass 2 GiB.
+    Labels are stored as ``dtype`` (uint16 unless given) and widened to the
+    smallest unsigned type that holds a larger label (rewriting the pages
+    already written) only if one comes.  BigTIFF is used when the uncompressed
+    labels could pass 2 GiB.
 
     Parameters
     ----------
@@ -354,6 +356,8 @@ class LabelStackWriter:
         Entries added to :attr:`metadata` before the end are saved too.
     pixel_size : PixelSize, optional
         Stored as TIFF resolution tags and in the metadata.
+    dtype : {uint8, uint16, uint32}
+        Pixel type of the file unless a label needs a wider one.
 
     Attributes
     ----------
@@ -370,6 +374,7 @@ class LabelStackWriter:
         axes: str,
         metadata: dict[str, Any] | None = None,
         pixel_size: PixelSize | None = None,
+        dtype: type[np.unsignedinteger[Any]] = np.uint16,
     ) -> None:
         if len(shape) < 2 or len(axes) != len(shape):
             raise ValueError(f"label image shape {shape} and axes {axes!r} do not fit")
@@ -382,7 +387,9 @@ class LabelStackWriter:
         self.written = 0
         self.max_label = 0
         self._present = np.zeros(1, bool)
-        self._dtype = np.dtype(np.uint16)
+        self._dtype = np.dtype(dtype)
+        if self._dtype not in _LABEL_TYPES:
+            raise ValueError(f"labels are stored as uint8, uint16 or uint32, not {self._dtype}")
         self.bigtiff = math.prod(self.shape) * 4 > 2**31
         self._exit = ExitStack()
         self._tmp: Path | None = None
@@ -440,18 +447,18 @@ class LabelStackWriter:
         self._present[ids] = True
         self.max_label = max(self.max_label, top)
         if top > np.iinfo(self._dtype).max:
-            self._widen()
+            self._widen(next(kind for kind in _LABEL_TYPES if top <= np.iinfo(kind).max))
         self._write_page(plane, first=self.written == 0)
         self.written += 1
 
-    def _widen(self) -> None:
-        """Switch to uint32, rewriting the pages written so far."""
+    def _widen(self, dtype: np.dtype[Any]) -> None:
+        """Switch to ``dtype``, rewriting the pages written so far."""
         assert self._writer is not None and self._tmp is not None
         self._writer.close()
         narrow = self._tmp.with_name(self._tmp.name[: -len(PART_SUFFIX)] + ".narrow" + PART_SUFFIX)
         os.replace(self._tmp, narrow)
         try:
-            self._dtype = np.dtype(np.uint32)
+            self._dtype = dtype
             self.bigtiff = self.bigtiff or math.prod(self.shape) * 4 > 2**31
             self._writer = tifffile.TiffWriter(self._tmp, bigtiff=self.bigtiff)
             with tifffile.TiffFile(narrow) as old:
