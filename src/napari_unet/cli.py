@@ -480,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="the .zip to write")
     export.add_argument(
         "--image",
-        help="2-D TIFF at the model's object size for the test tensors and cover (default: synthetic)",
+        help="2-D TIFF at the model's object size, at least 230 x 230, for the test tensors and cover "
+        "(default: the bundled model's real crop; synthetic for models of your own)",
     )
     export.add_argument(
         "--author", action="append", help="author name (repeatable; default: you, or the developers)"
