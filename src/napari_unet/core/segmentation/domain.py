@@ -122,7 +122,8 @@ def background_level(plane: Any) -> float | None:
     values = _grey(plane)
     if values.size == 0:
         return None
-    low, median, high = np.percentile(values, [1.0, 50.0, 99.8])
+    # halved so that the differences cannot overflow for pixels near the float64 limits
+    low, median, high = np.percentile(values, [1.0, 50.0, 99.8]) / 2
     if high <= low:
         return None
     return float(np.clip((median - low) / (high - low), 0.0, 1.0))

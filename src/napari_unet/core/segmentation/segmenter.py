@@ -34,6 +34,7 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.lineage import lineage_names
 from napari_unet.core.progress import Progress, relay, run
 from napari_unet.core.segmentation.axes import (
+    check_pixel_type,
     guess_axes,
     normalise_axes,
     output_axes,
@@ -405,6 +406,7 @@ class Segmenter:
         Segmentation
 
         """
+        check_pixel_type(image.dtype)
         shape = tuple(int(n) for n in image.shape)
         axes = normalise_axes(axes or guess_axes(shape), shape)
         indices = list(plane_indices(axes, shape)) if planes is None else list(planes)
