@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--image",
         help="2-D TIFF at the model's object size, at least 230 x 230, for the test tensors and cover "
-        "(default: the bundled model's real crop; synthetic for models of your own)",
+        "(default: synthetic discs of the model's object size; give a real image of its kind)",
     )
     export.add_argument(
         "--author", action="append", help="author name (repeatable; default: you, or the developers)"

@@ -1,22 +1,13 @@
-"""What the bundled models were trained on, and the real image each one's package shows.
+"""What the bundled models were trained on.
 
 :data:`BUNDLED_TRAINING_DATA` describes each bundled model family's training data for a
 package's ``training_data`` and ``cite`` fields; :func:`dataset_documentation` renders one as
-the Markdown file the package carries for it.  :func:`bundled_test_image` reads the small
-crop of a held-out image of the model's kind (``weights/<model>-cover.tif``, cut by
-``scripts/make_cover_images.py``) that becomes the package's test input and cover.
+the Markdown file the package carries for it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
-
-import numpy as np
-import tifffile
-from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -110,24 +101,4 @@ def dataset_documentation(data: TrainingData) -> str:
     )
 
 
-def bundled_test_image(model: str) -> tuple[NDArray[Any], dict[str, Any]] | None:
-    """The real test and cover image of bundled model ``model``, and what it was cut from.
-
-    Returns
-    -------
-    (ndarray of shape (Y, X), dict) or None
-        The crop at the model's object size in its original dtype, and its
-        metadata (``source``, ``scale``, ``crop_yx``, ``licence``); ``None``
-        when ``model`` is not a bundled model with such an image.
-
-    """
-    resource = resources.files("napari_unet") / "weights" / f"{model}-cover.tif"
-    if not resource.is_file():
-        return None
-    with resources.as_file(resource) as path, tifffile.TiffFile(path) as tiff:
-        image = tiff.asarray()
-        metadata = json.loads(tiff.pages.first.description)
-    return np.asarray(image), metadata
-
-
-__all__ = ["BUNDLED_TRAINING_DATA", "TrainingData", "bundled_test_image", "dataset_documentation"]
+__all__ = ["BUNDLED_TRAINING_DATA", "TrainingData", "dataset_documentation"]

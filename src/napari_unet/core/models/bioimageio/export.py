@@ -53,7 +53,6 @@ from napari_unet.core.models.bioimageio.architecture import build_unet
 from napari_unet.core.models.bioimageio.datasets import (
     BUNDLED_TRAINING_DATA,
     TrainingData,
-    bundled_test_image,
     dataset_documentation,
 )
 from napari_unet.core.models.files import (
@@ -259,19 +258,10 @@ def _bundled_root(bundle: ModelBundle) -> str | None:
     return None
 
 
-def _choose_test_image(
-    bundle: ModelBundle, root: str | None, image: NDArray[Any] | None
-) -> tuple[NDArray[Any], str]:
+def _choose_test_image(bundle: ModelBundle, image: NDArray[Any] | None) -> tuple[NDArray[Any], str]:
     """The package's test input before cropping, and a sentence saying where it comes from."""
     if image is not None:
         return image, "an image supplied when the package was exported"
-    bundled = bundled_test_image(root) if root else None
-    if bundled is not None:
-        crop, origin = bundled
-        return crop, (
-            f"a {crop.shape[0]} x {crop.shape[1]} crop of `{origin['source']}` (held out from training), "
-            f"rescaled by {origin['scale']:g} to the model's object size; {origin['licence']}"
-        )
     return synthetic_test_image(bundle), (
         "synthetic: bright discs of the model's object size on noise (no image of the model's kind "
         "was given; `napari-unet export --image` takes one)"
@@ -482,10 +472,9 @@ def export_package(
     test_image : ndarray, shape (Y, X) or (C, Y, X), optional
         Test input and cover image, at the model's object size, at least
         :func:`input_size_rule`'s minimum (230 x 230 at depth 4); a centred
-        crop of at most 512 x 512 is kept.  Default: for a bundled
-        model and its fine-tuned versions the bundled model's real image
-        (:func:`~napari_unet.core.models.bioimageio.datasets.bundled_test_image`),
-        otherwise synthetic discs of the model's object size.
+        crop of at most 512 x 512 is kept.  Give a real image of the
+        model's kind for the package a person will see (no image data ships
+        with napari-unet); default: synthetic discs of the model's object size.
     authors : list of str, optional
         Default: "napari-unet developers" for bundled models, the user's login name otherwise.
     license : str, optional
@@ -533,7 +522,7 @@ def _write_package(
     from bioimageio.spec import save_bioimageio_package
 
     root = _bundled_root(bundle)
-    chosen, origin = _choose_test_image(bundle, root, test_image)
+    chosen, origin = _choose_test_image(bundle, test_image)
     image = _test_input(bundle, chosen)
     outputs = network_outputs(bundle, image)
     model_authors = _authors(v0_5, authors, bundle.name in BUNDLED_MODELS)
