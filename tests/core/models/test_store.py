@@ -24,6 +24,7 @@ from napari_unet.core.models.store import (
     family_of,
     list_versions,
     model_standing,
+    not_better,
     parent_of,
     rename_model,
     rollback,
@@ -290,3 +291,25 @@ def test_model_standing_and_the_widgets_choice_in_the_same_words(model_dir, tmp_
     elsewhere = tmp_path / "elsewhere.pt"
     save_model(tiny_bundle(), elsewhere)
     assert describe_choice(elsewhere) == f"Uses elsewhere, a model file ({elsewhere})."
+
+
+def test_a_fine_tuning_that_scored_worse_never_becomes_current_by_itself(model_dir):
+    worse = tiny_bundle(seed=1)
+    worse.provenance = {"held_out_validation": {"better": False}}
+    first = save_version(worse)
+    assert current_version("nuclei") is None and starting_model() == bundled_model_path("nuclei")
+    assert model_standing("nuclei-v1") == "version of nuclei not better on your corrections (current: nuclei)"
+
+    better = save_version(tiny_bundle())
+    worse = tiny_bundle(seed=2)
+    worse.provenance = {"held_out_validation": {"better": False}}
+    second = save_version(worse)
+    assert current_version("nuclei") == better and starting_model() == better.path
+    assert (
+        model_standing("nuclei-v3") == "version of nuclei not better on your corrections (current: nuclei-v2)"
+    )
+    assert load_model(second.path).weights_hash() == worse.weights_hash(), "saved, and can be chosen"
+    assert not_better() == {first.name, second.name}
+
+    restored = rollback("nuclei-v3")
+    assert current_version("nuclei") == restored, "a rollback is the person's choice and becomes current"

@@ -47,6 +47,8 @@ from napari_unet.core.training.validation import validation_of
 
 LOCK_NAME = ".store.lock"
 COUNTERS_NAME = ".versions.json"
+NOT_BETTER_NAME = ".not-better.json"
+"""Versions whose fine-tuning did not beat their parent on the held-out corrections: never current."""
 LOCK_TIMEOUT_S = 60.0
 """Longest wait for another process's change to the store (a save takes well under a second)."""
 
@@ -150,9 +152,30 @@ def list_versions(family: str | None = None, folder: Path | None = None) -> list
 
 
 def current_version(family: str, folder: Path | None = None) -> ModelVersion | None:
-    """The newest version of ``family`` (its current one), or ``None`` if it has none."""
-    versions = list_versions(family, folder)
+    """The current version of ``family``: its newest one that is not :func:`not_better`, or ``None``.
+
+    A fine-tuning that scored no better than its parent on the person's held-out
+    corrections is saved and can be chosen, but never becomes current by itself;
+    :func:`rollback` makes it current on request.
+    """
+    refused = not_better(folder)
+    versions = [v for v in list_versions(family, folder) if v.name not in refused]
     return versions[-1] if versions else None
+
+
+def not_better(folder: Path | None = None) -> set[str]:
+    """Names of the versions that did not beat their parent on the held-out corrections."""
+    try:
+        names = json.loads((_folder(folder) / NOT_BETTER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(name) for name in names} if isinstance(names, list) else set()
+
+
+def _scored_worse(provenance: dict[str, Any]) -> bool:
+    record = provenance.get("held_out_validation")
+    # a rollback is the person's own choice: the restored copy becomes current whatever it scored
+    return isinstance(record, dict) and record.get("better") is False and "restored_from" not in provenance
 
 
 def model_standing(name: str, folder: Path | None = None) -> str:
@@ -179,6 +202,9 @@ def model_standing(name: str, folder: Path | None = None) -> str:
     if family == name:
         base = "bundled" if name in BUNDLED_MODELS else "your model"
         return f"{base}; its current version is {newest.name}" if newest is not None else base
+    if name in not_better(folder):
+        current = newest.name if newest is not None else family
+        return f"version of {family} not better on your corrections (current: {current})"
     if newest is None or newest.name == name:
         return f"current version of {family}"
     return f"older version of {family} (current: {newest.name})"
@@ -283,6 +309,9 @@ def save_version(bundle: ModelBundle, family: str | None = None, folder: Path | 
         bundle.name = name
         bundle.provenance = provenance
         save_model(bundle, final)
+        if _scored_worse(provenance):
+            with atomic_path(folder / NOT_BETTER_NAME) as tmp:
+                tmp.write_text(json.dumps(sorted(not_better(folder) | {name}), indent=1), encoding="utf-8")
     bundle.source = str(final)
     match = _VERSION.match(name)
     assert match is not None
@@ -541,6 +570,7 @@ __all__ = [
     "import_model",
     "list_versions",
     "model_standing",
+    "not_better",
     "parent_of",
     "rename_model",
     "rollback",
