@@ -12,27 +12,12 @@ import torch
 
 from napari_unet.core.config import (
     InferenceConfig,
-    ModelConfig,
     PostprocessConfig,
-    PreprocessConfig,
     TrainingConfig,
 )
 from napari_unet.core.io import provenance
-from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.lineage import pixels_sha256
-from napari_unet.core.models.network import UNet
-
-
-def bundle(name: str, source: str = "", history: dict | None = None, seed: int = 0) -> ModelBundle:
-    torch.manual_seed(seed)
-    return ModelBundle(
-        network=UNet(ModelConfig(base_width=4, depth=2)),
-        preprocess=PreprocessConfig(),
-        postprocess=PostprocessConfig(),
-        name=name,
-        source=source,
-        provenance=history or {},
-    )
+from tests.helpers import tiny_bundle
 
 
 @pytest.fixture
@@ -44,7 +29,11 @@ def input_file(tmp_path: Path) -> Path:
 
 
 def labels_record(path: Path, detail: str) -> dict:
-    model = bundle("nuclei-v2", "/home/someone/models/nuclei-v2.pt", {"date": "2024-05-01T10:00:00+00:00"})
+    model = tiny_bundle(
+        "nuclei-v2",
+        provenance={"date": "2024-05-01T10:00:00+00:00"},
+        source="/home/someone/models/nuclei-v2.pt",
+    )
     return provenance.labels_provenance(
         model, InferenceConfig(device="cpu"), PostprocessConfig(), "cpu", path, "ZYX", True, 17.5, detail
     )
@@ -75,7 +64,7 @@ def test_label_files_keep_names_and_hashes_and_paths_only_on_request(input_file:
 
 
 def test_a_trained_model_records_its_lineage_settings_and_data() -> None:
-    parent = bundle("nuclei-v1", history={"parent": "nuclei", "date": "2024-01-01", "steps": 50})
+    parent = tiny_bundle("nuclei-v1", provenance={"parent": "nuclei", "date": "2024-01-01", "steps": 50})
     config = TrainingConfig(steps=30, learning_rate=1e-4)
     extra = provenance.training_data(
         "data/images", "data/labels", "*.tif", [("a.tif", np.ones((4, 4), np.uint8))], "napari-unet train"
@@ -99,8 +88,8 @@ def test_a_trained_model_records_its_lineage_settings_and_data() -> None:
 
 
 def test_fine_tuning_rounds_and_early_stops_keep_the_first_parent() -> None:
-    start = bundle("phase-cells", "/models/phase-cells.pt")
-    round_two = bundle("phase-cells", seed=1)  # the weights the first round ended with
+    start = tiny_bundle("phase-cells", source="/models/phase-cells.pt")
+    round_two = tiny_bundle("phase-cells", seed=1)  # the weights the first round ended with
     trained = provenance.trained_model(round_two, TrainingConfig(steps=5), ["x"], 1.0, 0.3, {})
     images = provenance.training_images([("x", np.zeros((3, 3)))])
     record = provenance.fine_tune_round(trained, start, rounds=2, steps=10, images=images)

@@ -1,22 +1,14 @@
+from functools import partial
+
 import dask.array as da
 import numpy as np
-import torch
 
-from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
-from napari_unet.core.models.files import ModelBundle
+from napari_unet.core.config import PostprocessConfig, PreprocessConfig
 from napari_unet.core.models.lineage import ancestry, image_record, lineage_entry, pixels_sha256
-from napari_unet.core.models.network import UNet
+from tests.helpers import tiny_bundle
 
-
-def bundle(name: str, seed: int, provenance: dict | None = None) -> ModelBundle:
-    torch.manual_seed(seed)
-    return ModelBundle(
-        network=UNet(ModelConfig(base_width=4, depth=2)),
-        preprocess=PreprocessConfig(),
-        postprocess=PostprocessConfig(),
-        name=name,
-        provenance=provenance or {},
-    )
+# the configs a new model gets; lineage reads only names, hashes and provenance
+model_bundle = partial(tiny_bundle, preprocess=PreprocessConfig(), postprocess=PostprocessConfig())
 
 
 def test_the_pixel_hash_depends_on_values_shape_and_dtype_only() -> None:
@@ -32,22 +24,24 @@ def test_the_pixel_hash_depends_on_values_shape_and_dtype_only() -> None:
 
 
 def test_a_lineage_entry_names_the_model_its_weights_and_its_training() -> None:
-    model = bundle("nuclei-v2", 0, {"date": "2026-01-02T03:04:05+00:00", "steps": 120})
+    model = model_bundle("nuclei-v2", 0, {"date": "2026-01-02T03:04:05+00:00", "steps": 120})
     assert lineage_entry(model) == {
         "name": "nuclei-v2",
         "hash": model.weights_hash(),
         "date": "2026-01-02T03:04:05+00:00",
         "steps": 120,
     }
-    from_settings = bundle("old", 1, {"training": {"steps": 400}})
+    from_settings = model_bundle("old", 1, {"training": {"steps": 400}})
     assert lineage_entry(from_settings)["steps"] == 400 and lineage_entry(from_settings)["date"] is None
 
 
 def test_ancestry_puts_the_parent_first_then_its_own_ancestors() -> None:
-    grandparent = bundle("nuclei", 0)
-    parent = bundle("nuclei-v1", 1, {"ancestors": ancestry(grandparent), "steps": 50})
+    grandparent = model_bundle("nuclei", 0)
+    parent = model_bundle("nuclei-v1", 1, {"ancestors": ancestry(grandparent), "steps": 50})
     chain = ancestry(parent)
     assert [entry["name"] for entry in chain] == ["nuclei-v1", "nuclei"]
     assert chain[0]["hash"] == parent.weights_hash() and chain[1]["hash"] == grandparent.weights_hash()
     assert chain[0]["hash"] != chain[1]["hash"]
-    assert ancestry(bundle("odd", 2, {"ancestors": "not a list"})) == [lineage_entry(bundle("odd", 2))]
+    assert ancestry(model_bundle("odd", 2, {"ancestors": "not a list"})) == [
+        lineage_entry(model_bundle("odd", 2))
+    ]

@@ -2,16 +2,16 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig, TrainingConfig
+from napari_unet.core.config import PostprocessConfig, TrainingConfig
 from napari_unet.core.models.files import ModelBundle, save_model
 from napari_unet.core.models.lineage import image_record, pixels_sha256
-from napari_unet.core.models.network import UNet
 from napari_unet.core.models.registry import bundled_model_path, load_model, resolve_model, user_model_dir
 from napari_unet.core.models.store import (
     COUNTERS_NAME,
@@ -35,6 +35,7 @@ from napari_unet.core.models.store import (
 from napari_unet.core.progress import run
 from napari_unet.core.training.loop import train
 from napari_unet.core.training.samples import prepare_sample
+from tests import helpers
 
 
 @pytest.fixture(autouse=True)
@@ -44,12 +45,8 @@ def model_dir(tmp_path, monkeypatch):
     return tmp_path / "models"
 
 
-def tiny_bundle(name: str = "nuclei", source: str = "", seed: int = 0) -> ModelBundle:
-    torch.manual_seed(seed)
-    network = UNet(ModelConfig(base_width=4, depth=2)).eval()
-    return ModelBundle(
-        network, PreprocessConfig(rescale=False), PostprocessConfig(), name=name, source=source
-    )
+# the store keeps whatever post-processing a model has; these carry the defaults
+tiny_bundle = partial(helpers.tiny_bundle, name="nuclei", postprocess=PostprocessConfig())
 
 
 def stray_files(folder: Path) -> list[str]:

@@ -15,18 +15,17 @@ import functools
 import dask.array as da
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_unet.core.config import InferenceConfig, ModelConfig, PostprocessConfig, PreprocessConfig
+from napari_unet.core.config import InferenceConfig
 from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.models.network import UNet
 from napari_unet.core.models.registry import load_model, resolve_model
 from napari_unet.core.segmentation.axes import guess_axes, output_shape
 from napari_unet.core.segmentation.preprocess import CLIP_RANGE, percentile_normalise
 from napari_unet.core.segmentation.segmenter import Segmentation, segment_array
+from tests.helpers import tiny_bundle as tiny_model
 
 INTEGER_TYPES = [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64]
 FLOAT_TYPES = [np.float16, np.float32, np.float64]
@@ -59,18 +58,6 @@ def reference(config: InferenceConfig = CPU) -> np.ndarray:
     labels = segment_array(disks().astype(np.float32), nuclei_model(), inference=config).labels
     assert labels.max() == 4 and all(labels[c] > 0 for c in DISK_CENTRES)
     return labels
-
-
-@functools.cache
-def tiny_model() -> ModelBundle:
-    """A randomly initialised small U-Net at native scale: fast, and it finds arbitrary objects."""
-    torch.manual_seed(0)
-    return ModelBundle(
-        network=UNet(ModelConfig(in_channels=1, base_width=4, depth=2)).eval(),
-        preprocess=PreprocessConfig(rescale=False),
-        postprocess=PostprocessConfig(min_size=0),
-        name="tiny",
-    )
 
 
 def assert_valid(result: Segmentation, shape: tuple[int, ...], axes: str) -> None:

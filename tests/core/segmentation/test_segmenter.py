@@ -22,16 +22,7 @@ from napari_unet.core.segmentation.segmenter import (
     segment_array,
 )
 from napari_unet.core.training.targets import head_targets
-
-
-def tiny_bundle(in_channels: int = 1) -> ModelBundle:
-    torch.manual_seed(0)
-    return ModelBundle(
-        network=UNet(ModelConfig(in_channels=in_channels, base_width=4, depth=2)).eval(),
-        preprocess=PreprocessConfig(rescale=False),
-        postprocess=PostprocessConfig(min_size=0),
-        name="tiny",
-    )
+from tests.helpers import tiny_bundle
 
 
 def blobs(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.lineage import pixels_sha256
-from napari_unet.core.models.network import UNet
 from napari_unet.core.progress import Progress, run
 from napari_unet.core.training.corrections import Correction, CorrectionSet, CorrectionStore
 from napari_unet.core.training.finetune import FINE_TUNE_PRESET, FineTuneJob, fine_tune_config
-
-
-def tiny_parent() -> ModelBundle:
-    torch.manual_seed(0)
-    return ModelBundle(
-        network=UNet(ModelConfig(base_width=4, depth=2)).eval(),
-        preprocess=PreprocessConfig(rescale=False),
-        postprocess=PostprocessConfig(min_size=0),
-        name="tiny",
-        source="/models/tiny.pt",
-    )
+from tests.helpers import tiny_bundle
 
 
 def correction(seed: int, plane: tuple[int, ...] = (0,)) -> Correction:
@@ -64,7 +52,7 @@ def test_the_preset_is_the_widgets_setting_for_a_few_corrected_planes() -> None:
 
 
 def test_one_round_trains_a_copy_and_records_its_lineage(corrections: CorrectionSet) -> None:
-    parent = tiny_parent()
+    parent = tiny_bundle(source="/models/tiny.pt")
     before = weights(parent)
     corrections.update(correction(0))
     job = FineTuneJob(parent, corrections, tiny_config(), device="cpu")
@@ -87,7 +75,7 @@ def test_one_round_trains_a_copy_and_records_its_lineage(corrections: Correction
 
 
 def test_nothing_to_train_on_is_a_clear_error(corrections: CorrectionSet) -> None:
-    job = FineTuneJob(tiny_parent(), corrections, tiny_config(), device="cpu")
+    job = FineTuneJob(tiny_bundle(source="/models/tiny.pt"), corrections, tiny_config(), device="cpu")
     with pytest.raises(ValueError, match="no corrections to train on"):
         run(job.run())
 
@@ -95,7 +83,7 @@ def test_nothing_to_train_on_is_a_clear_error(corrections: CorrectionSet) -> Non
 def test_continuous_rounds_start_when_new_corrections_arrive_and_keep_one_lineage(
     corrections: CorrectionSet,
 ) -> None:
-    parent = tiny_parent()
+    parent = tiny_bundle(source="/models/tiny.pt")
     corrections.update(correction(0))
     job = FineTuneJob(parent, corrections, tiny_config(3), device="cpu", continuous=True)
     rounds = job.run()
@@ -124,7 +112,7 @@ def test_continuous_rounds_start_when_new_corrections_arrive_and_keep_one_lineag
 
 
 def test_stopping_early_keeps_the_latest_snapshot_with_its_provenance(corrections: CorrectionSet) -> None:
-    parent = tiny_parent()
+    parent = tiny_bundle(source="/models/tiny.pt")
     corrections.update(correction(0))
     job = FineTuneJob(parent, corrections, tiny_config(8), device="cpu")
     assert job.kept_result() is None  # nothing trained yet

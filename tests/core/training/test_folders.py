@@ -7,13 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
 from napari_unet.core.io.files import InputError
-from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.lineage import pixels_sha256
-from napari_unet.core.models.network import UNet
 from napari_unet.core.progress import Progress, run
 from napari_unet.core.training.folders import (
     FROM_MODEL_PRESET,
@@ -22,6 +18,7 @@ from napari_unet.core.training.folders import (
     folder_config,
     train_on_folders,
 )
+from tests.helpers import tiny_bundle
 
 
 def labelled_folder(root: Path, count: int) -> LabelledFolders:
@@ -35,16 +32,6 @@ def labelled_folder(root: Path, count: int) -> LabelledFolders:
         tifffile.imwrite(root / "images" / f"im{index}.tif", image)
         tifffile.imwrite(root / "labels" / f"im{index}.tif", labels)
     return LabelledFolders(str(root / "images"), str(root / "labels"))
-
-
-def new_model() -> ModelBundle:
-    torch.manual_seed(0)
-    return ModelBundle(
-        network=UNet(ModelConfig(base_width=4, depth=2)),
-        preprocess=PreprocessConfig(rescale=False),
-        postprocess=PostprocessConfig(min_size=0),
-        name="new",
-    )
 
 
 def test_presets_and_changes() -> None:
@@ -68,7 +55,9 @@ def test_training_on_folders_validates_and_records_data_and_command(tmp_path: Pa
     validation = labelled_folder(tmp_path / "val", 1)
     config = folder_config(False, steps=3, batch_size=1, crop_size=32, amp=False)
     records: list[Progress] = []
-    job = train_on_folders(new_model(), training, config, "cpu", validation, command="napari-unet train ...")
+    job = train_on_folders(
+        tiny_bundle("new"), training, config, "cpu", validation, command="napari-unet train ..."
+    )
     trained = run(job, records.append)
 
     assert records[0].message.startswith("prepared 2 training images in ") and not records[0].metrics
@@ -86,7 +75,7 @@ def test_a_folder_without_labels_fails_before_training(tmp_path: Path) -> None:
     training = labelled_folder(tmp_path / "train", 1)
     (Path(training.labels) / "im0.tif").unlink()
     with pytest.raises(InputError, match="im0.tif"):
-        run(train_on_folders(new_model(), training, folder_config(False, steps=1), "cpu"))
+        run(train_on_folders(tiny_bundle("new"), training, folder_config(False, steps=1), "cpu"))
 
 
 def test_fine_tuning_from_a_model_holds_out_labelled_objects_and_keeps_the_best_snapshot(
@@ -96,7 +85,7 @@ def test_fine_tuning_from_a_model_holds_out_labelled_objects_and_keeps_the_best_
     validation = labelled_folder(tmp_path / "val", 1)
     config = folder_config(True, steps=4, batch_size=1, crop_size=32, amp=False)
     records: list[Progress] = []
-    job = train_on_folders(new_model(), training, config, "cpu", validation, hold_out=True)
+    job = train_on_folders(tiny_bundle("new"), training, config, "cpu", validation, hold_out=True)
     trained = run(job, records.append)
 
     assert records[1].message == "scoring the starting model on the held-out corrections"

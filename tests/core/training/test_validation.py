@@ -6,12 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
 from napari_unet.core.models import store
-from napari_unet.core.models.files import ModelBundle
-from napari_unet.core.models.network import UNet
 from napari_unet.core.progress import Progress, run
 from napari_unet.core.training.corrections import Correction, CorrectionSet, CorrectionStore
 from napari_unet.core.training.finetune import FineTuneJob, fine_tune_config
@@ -24,16 +20,7 @@ from napari_unet.core.training.validation import (
     train_validated,
     validation_of,
 )
-
-
-def tiny_model(seed: int = 0) -> ModelBundle:
-    torch.manual_seed(seed)
-    return ModelBundle(
-        network=UNet(ModelConfig(base_width=4, depth=2)).eval(),
-        preprocess=PreprocessConfig(rescale=False),
-        postprocess=PostprocessConfig(min_size=0),
-        name="tiny",
-    )
+from tests.helpers import tiny_bundle as tiny_model
 
 
 def squares(count: int, seed: int = 0, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
