@@ -215,8 +215,8 @@ def plan_file(
             axes = normalise_axes(settings.axes or image.axes, image.shape)
             yield Progress(0, 1000, "estimating object size")
             indices = list(plane_indices(axes, tuple(image.shape)))
-            diameter = segmenter.object_diameter(image, axes, indices)
-            notices = tuple(segmenter.image_notices(image, axes, indices, diameter))
+            diameter, hints = segmenter.size_and_notices(image, axes, indices)
+            notices = tuple(hints)
             metadata = labels_provenance(
                 segmenter.bundle,
                 segmenter.inference,

@@ -252,11 +252,13 @@ class Segmenter:
         """Whether :meth:`object_diameter` measures the objects (no diameter given, the model rescales)."""
         return self.inference.diameter is None and self.bundle.preprocess.rescale
 
-    def object_diameter(self, image: Any, axes: str, indices: Sequence[tuple[int, ...]]) -> float | None:
-        """The diameter a stack is segmented at: given, or estimated on the middle plane of ``indices``.
+    def size_and_notices(
+        self, image: Any, axes: str, indices: Sequence[tuple[int, ...]]
+    ) -> tuple[float | None, list[str]]:
+        """The diameter a stack is segmented at, and hints about the image, from one read of its middle plane.
 
-        Resolved once per image; every plane is then segmented at
-        :meth:`scale_for` of it.
+        The diameter is resolved once per image; every plane is then segmented
+        at :meth:`scale_for` of it.
 
         Parameters
         ----------
@@ -265,41 +267,45 @@ class Segmenter:
         axes : str
             Normalised axes of ``image``.
         indices : sequence of tuple
-            Stack positions that will be segmented.
+            Stack positions that will be segmented; the middle one is read.
 
         Returns
         -------
-        float or None
+        diameter : float or None
             The given diameter; else the estimate; ``None`` when the model does
             not rescale (nothing to estimate) or the estimate found no object.
+        notices : list of str
+            See :meth:`image_notices`.
 
         """
+        middle = read_plane(image, axes, indices[len(indices) // 2])
+        diameter = self.object_diameter(middle)
+        return diameter, self.image_notices(middle, diameter)
+
+    def object_diameter(self, plane: NDArray[Any]) -> float | None:
+        """The given diameter, else the one estimated on ``plane`` (see :meth:`size_and_notices`)."""
         if not self.estimates_size:
             return self.inference.diameter
-        middle = read_plane(image, axes, indices[len(indices) // 2])
-        normalised = self.normalise(middle)
-        if is_blank(middle):
+        normalised = self.normalise(plane)
+        if is_blank(plane):
             return None  # no objects to measure
         return self.estimate_diameter(normalised)
 
-    def image_notices(
-        self, image: Any, axes: str, indices: Sequence[tuple[int, ...]], diameter: float | None
-    ) -> list[str]:
-        """Hints about the image against what this model was trained for (information, not a block).
+    def image_notices(self, plane: NDArray[Any], diameter: float | None) -> list[str]:
+        """Hints about ``plane`` against what this model was trained for (information, not a block).
 
-        The middle plane of ``indices`` is compared with the kind of light of
-        the bundled model this one descends from, and ``diameter`` (given or
-        estimated) with the object sizes the model brings to the size it was
-        trained at (see :mod:`~napari_unet.core.segmentation.domain`).
+        The plane is compared with the kind of light of the bundled model this
+        one descends from, and ``diameter`` (given or estimated) with the
+        object sizes the model brings to the size it was trained at (see
+        :mod:`~napari_unet.core.segmentation.domain`).
         """
-        middle = read_plane(image, axes, indices[len(indices) // 2])
-        if is_blank(middle):
+        if is_blank(plane):
             return []  # said by the blank notice
         pre = self.bundle.preprocess
         low, high = SCALE_LIMITS
         sizes = (pre.object_diameter / high, pre.object_diameter / low) if pre.rescale else None
         hints = [
-            light_hint(middle, self.bundle.name, model_domain(lineage_names(self.bundle))),
+            light_hint(plane, self.bundle.name, model_domain(lineage_names(self.bundle))),
             size_hint(diameter, self.bundle.name, sizes, estimated=self.estimates_size),
         ]
         return [hint for hint in hints if hint]
@@ -415,8 +421,7 @@ class Segmenter:
         labels = np.zeros(output_shape(axes, shape), np.int32)
         if self.estimates_size:
             yield Progress(0, len(indices), "estimating object size")
-        diameter = self.object_diameter(image, axes, indices)
-        hints = self.image_notices(image, axes, indices, diameter)
+        diameter, hints = self.size_and_notices(image, axes, indices)
         outputs: dict[tuple[int, ...], PlaneOutputs] = {}
         numbering = PlaneNumbering(stitch)
         blank: list[tuple[int, ...]] = []
