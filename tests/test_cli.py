@@ -429,6 +429,77 @@ def test_train_from_a_model_fine_tunes_with_the_preset_and_records_the_data(
     assert ("not better than" in printed) != record["better"]
 
 
+def test_train_resumes_from_its_checkpoint_and_removes_it_once_saved(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A killed ``train`` run leaves ``OUTPUT.checkpoint``; the same command resumes from it."""
+    from napari_unet.cli import checkpoint_path
+    from napari_unet.core.models.registry import load_model
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    truth = np.zeros((64, 64), np.uint16)
+    truth[10:30, 10:30] = 1
+    noise = np.random.default_rng(2).integers(0, 100, truth.shape)
+    tifffile.imwrite(images / "a.tif", ((truth > 0) * 1000 + noise).astype(np.uint16))
+    tifffile.imwrite(labels / "a.tif", truth)
+    model = tmp_path / "model.pt"
+    command = [
+        "train",
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "-o",
+        str(model),
+        "--batch-size",
+        "1",
+    ]
+    command += ["--crop-size", "32", "--base-width", "4", "--depth", "2", "--device", "cpu", "--no-amp"]
+    assert main([*command, "--steps", "4", "--checkpoint-every", "2", "-o", str(tmp_path / "first.pt")]) == 0
+    assert not checkpoint_path(tmp_path / "first.pt").exists()  # a finished run leaves no checkpoint behind
+
+    # a run killed after step 2 leaves its checkpoint: resume it with the same command
+    from napari_unet.core.training import loop
+
+    calls = {"saved": 0}
+    original = loop.save_checkpoint
+
+    def save_then_die(path, state):  # noqa: ANN001, ANN202
+        original(path, state)
+        calls["saved"] += 1
+        raise KeyboardInterrupt
+
+    loop.save_checkpoint = save_then_die
+    try:
+        assert main([*command, "--steps", "4", "--checkpoint-every", "2"]) == 130
+    finally:
+        loop.save_checkpoint = original
+    assert calls["saved"] == 1 and checkpoint_path(model).exists() and not model.exists()
+    capsys.readouterr()
+    assert main([*command, "--steps", "4", "--checkpoint-every", "2"]) == 0
+    assert f"resumed at step 2 from {checkpoint_path(model)}" in capsys.readouterr().err
+    assert load_model(model).provenance["training"]["steps"] == 4 and not checkpoint_path(model).exists()
+    uninterrupted = load_model(tmp_path / "first.pt").network.state_dict()
+    for name, value in load_model(model).network.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), uninterrupted[name].numpy(), err_msg=name)
+
+    # other settings: refused, naming the checkpoint and the difference
+    calls["saved"] = 0
+    loop.save_checkpoint = save_then_die
+    try:
+        main([*command, "--steps", "4", "--checkpoint-every", "2"])
+    finally:
+        loop.save_checkpoint = original
+    assert main([*command, "--steps", "6", "--checkpoint-every", "2"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        f"{checkpoint_path(model)}: checkpoint of a run with other settings (steps 4 in the checkpoint, 6 now"
+        in error
+    )
+
+
 def test_train_help_states_the_presets(
     capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,28 +47,18 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from napari_unet.core.config import ModelConfig, PostprocessConfig, PreprocessConfig
     from napari_unet.core.models.files import ModelBundle, save_model
     from napari_unet.core.models.network import UNet
     from napari_unet.core.models.registry import load_model, resolve_model
     from napari_unet.core.progress import Progress, run
+    from napari_unet.core.training.checkpoint import Checkpointing
     from napari_unet.core.training.folders import LabelledFolders, folder_config, train_on_folders
     from napari_unet.core.training.validation import describe, validation_of
 
     _set_threads(args.threads)
-    if args.from_model:
-        bundle = load_model(resolve_model(args.from_model))
-        if args.name:
-            bundle.name = args.name
-    else:
-        bundle = ModelBundle(
-            network=UNet(
-                ModelConfig(in_channels=args.in_channels, base_width=args.base_width, depth=args.depth)
-            ),
-            preprocess=PreprocessConfig(object_diameter=args.model_diameter, rescale=not args.no_rescale),
-            postprocess=PostprocessConfig(fill_background=args.fill_background, min_size=args.min_size),
-            name=args.name or Path(args.output).stem,
-        )
     config = folder_config(
         bool(args.from_model),
         steps=args.steps or None,
@@ -81,9 +71,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         scale_jitter=args.scale_jitter,
         validate_every=args.validate_every,
     )
+    if args.from_model:
+        bundle = load_model(resolve_model(args.from_model))
+        if args.name:
+            bundle.name = args.name
+    else:
+        torch.manual_seed(config.seed)  # the same seed gives the same starting weights, hence the same model
+        bundle = ModelBundle(
+            network=UNet(
+                ModelConfig(in_channels=args.in_channels, base_width=args.base_width, depth=args.depth)
+            ),
+            preprocess=PreprocessConfig(object_diameter=args.model_diameter, rescale=not args.no_rescale),
+            postprocess=PostprocessConfig(fill_background=args.fill_background, min_size=args.min_size),
+            name=args.name or Path(args.output).stem,
+        )
     validation = None
     if args.val_images and args.val_labels:
         validation = LabelledFolders(args.val_images, args.val_labels, args.val_pattern)
+    hold_out = bool(args.from_model) and not args.no_hold_out
+    checkpoint = None
+    if args.checkpoint_every and not hold_out:
+        checkpoint = Checkpointing(checkpoint_path(args.output), every=args.checkpoint_every)
     job = train_on_folders(
         bundle,
         LabelledFolders(args.images, args.labels, args.pattern),
@@ -91,7 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         validation=validation,
         command="napari-unet " + " ".join(sys.argv[1:]),
-        hold_out=bool(args.from_model),
+        hold_out=hold_out,
+        checkpoint=checkpoint,
     )
 
     bar = _bar(config.steps, "training", "step")
@@ -109,6 +118,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     with bar:
         result = run(job, show)
     save_model(result, args.output)
+    if checkpoint is not None:
+        Path(checkpoint.path).unlink(missing_ok=True)
     print(f"saved {args.output}")
     held_out = validation_of(result)
     if held_out is not None:  # --from: the same comparison the widget shows
@@ -116,6 +127,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not held_out["better"]:
             print(f"not better than {args.from_model} on the held-out labels: keep using it")
     return 0
+
+
+def checkpoint_path(output: str | os.PathLike[str]) -> Path:
+    """Where ``napari-unet train -o OUTPUT`` keeps its checkpoint: ``OUTPUT.checkpoint`` beside it."""
+    return Path(f"{os.fspath(output)}.checkpoint")
 
 
 def _error(message: str) -> None:
@@ -552,6 +568,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--min-size", type=int, default=10, help="new models: default minimum object size")
     train.add_argument(
         "--train-norm", action="store_true", help="with --from: keep updating batch-norm statistics"
+    )
+    train.add_argument(
+        "--no-hold-out",
+        action="store_true",
+        help="with --from: train on every labelled object (continue a model's training) rather than holding "
+        "one in five out to keep the best snapshot",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=250,
+        help="save the run's state to OUTPUT's name + .checkpoint every N steps (0: never); the same command "
+        "run again resumes from it (not with held-out validation)",
     )
     train.add_argument("--no-amp", action="store_true", help="train in float32 rather than mixed precision")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -24,6 +24,7 @@ from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.io.provenance import training_data
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.progress import Progress
+from napari_unet.core.training.checkpoint import Checkpointing
 from napari_unet.core.training.loop import Validator, train
 from napari_unet.core.training.samples import prepare_sample
 from napari_unet.core.training.validation import (
@@ -76,6 +77,7 @@ def train_on_folders(
     validation: LabelledFolders | None = None,
     command: str = "",
     hold_out: bool = False,
+    checkpoint: Checkpointing | None = None,
 ) -> Generator[Progress, None, ModelBundle]:
     """Train a copy of ``bundle`` on labelled folders.
 
@@ -98,6 +100,10 @@ def train_on_folders(
         scores in the provenance's ``held_out_validation``).  Scored every
         ``config.validate_every`` steps, or every
         :data:`~napari_unet.core.training.validation.SCORE_EVERY` if that is 0.
+    checkpoint : Checkpointing, optional
+        Save the run's state regularly and resume from it (see
+        :func:`~napari_unet.core.training.loop.train`); not with ``hold_out``,
+        whose early stop has state of its own.
 
     Yields
     ------
@@ -113,8 +119,13 @@ def train_on_folders(
     ------
     InputError
         If a folder cannot be read.
+    ValueError
+        If both ``hold_out`` and ``checkpoint`` are given, or the checkpoint
+        belongs to a run with other settings.
 
     """
+    if hold_out and checkpoint is not None:
+        raise ValueError("checkpoints are for training on all labels; a run holding labels out cannot resume")
     pairs = training.read()
     started = time.perf_counter()
     split = labelled_split(pairs) if hold_out else None
@@ -144,7 +155,15 @@ def train_on_folders(
     )
     if split is None:
         return (
-            yield from train(bundle, samples, config, device=device, validate=validate, provenance=provenance)
+            yield from train(
+                bundle,
+                samples,
+                config,
+                device=device,
+                validate=validate,
+                provenance=provenance,
+                checkpoint=checkpoint,
+            )
         )
     every = config.validate_every or SCORE_EVERY
     selector = SnapshotSelector(split, device, score_every=every)

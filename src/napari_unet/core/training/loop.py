@@ -23,6 +23,7 @@ from napari_unet.core.devices import choose_device
 from napari_unet.core.io.provenance import trained_model
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.progress import Progress
+from napari_unet.core.training.checkpoint import Checkpointing, load_checkpoint, run_settings, save_checkpoint
 from napari_unet.core.training.samples import CropSampler, TrainingSample
 
 DICE_HEADS = ("foreground", "boundary")
@@ -99,6 +100,7 @@ def train(
     device: str = "auto",
     validate: Validator | None = None,
     provenance: dict[str, Any] | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> Generator[Progress, None, ModelBundle]:
     """Train a copy of ``bundle`` on ``samples``.
 
@@ -117,6 +119,12 @@ def train(
     provenance : dict, optional
         Extra provenance (data names, command) stored with the new model (see
         :func:`~napari_unet.core.io.provenance.trained_model`).
+    checkpoint : Checkpointing, optional
+        Save the run's state every ``checkpoint.every`` steps; a run that finds
+        a checkpoint of the same settings, model and data resumes from it and
+        ends with the model an uninterrupted run gives (see
+        :mod:`~napari_unet.core.training.checkpoint`).  The file is left in
+        place: remove it once the result is saved.
 
     Yields
     ------
@@ -128,6 +136,11 @@ def train(
     -------
     ModelBundle
         The trained copy, its lineage and training settings in its provenance.
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint belongs to a run with other settings.
 
     """
     torch_device = choose_device(device)
@@ -154,6 +167,34 @@ def train(
     started = time.perf_counter()
     smoothed: float | None = None
     metrics: dict[str, float] = {}
+    first_step = 0
+    settings = run_settings(config, bundle.name, [s.name for s in samples])
+    saved = load_checkpoint(checkpoint.path, settings) if checkpoint is not None else None
+    if saved is not None:
+        network.load_state_dict(saved["network"])
+        optimiser.load_state_dict(saved["optimiser"])
+        sampler.rng.bit_generator.state = saved["numpy_rng"]
+        sampler.torch_rng.set_state(saved["torch_rng"])
+        torch.set_rng_state(saved["global_torch_rng"])
+        first_step, smoothed = saved["step"], saved["smoothed"]
+        started -= saved["elapsed"]
+        yield Progress(first_step, config.steps, f"resumed at step {first_step} from {checkpoint.path}")
+
+    def save_state(path: Any, steps_done: int) -> None:
+        save_checkpoint(
+            path,
+            {
+                "settings": settings,
+                "step": steps_done,
+                "network": network.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "numpy_rng": sampler.rng.bit_generator.state,
+                "torch_rng": sampler.torch_rng.get_state(),
+                "global_torch_rng": torch.get_rng_state(),
+                "smoothed": smoothed,
+                "elapsed": time.perf_counter() - started,
+            },
+        )
 
     def snapshot() -> ModelBundle:
         trained = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).eval()
@@ -165,7 +206,7 @@ def train(
             provenance=dict(bundle.provenance),
         )
 
-    for step in range(config.steps):
+    for step in range(first_step, config.steps):
         for group in optimiser.param_groups:
             group["lr"] = _learning_rate(step, config)
         images, targets, masks = sampler.batch(config.batch_size)
@@ -183,6 +224,8 @@ def train(
         smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
         metrics = {"loss": value, "loss_smoothed": smoothed, "lr": optimiser.param_groups[0]["lr"]}
         last = step + 1 == config.steps
+        if checkpoint is not None and not last and (step + 1) % checkpoint.every == 0:
+            save_state(checkpoint.path, step + 1)
         if validate is not None and (
             last or (config.validate_every and (step + 1) % config.validate_every == 0)
         ):
