@@ -83,3 +83,33 @@ def test_crops_keep_image_and_targets_aligned() -> None:
 def test_no_samples_is_an_error() -> None:
     with pytest.raises(ValueError, match="no training samples"):
         CropSampler([], 32)
+
+
+def test_colour_crops_get_channels_apart_and_grey_crops_stay_one_channel() -> None:
+    """Stains differ between labs: identical colour channels come out a little apart; grey has nothing to split."""
+    image, labels = squares()
+    colour = prepare_sample(
+        np.stack([image] * 3),
+        labels,
+        ModelConfig(in_channels=3, base_width=4, depth=2),
+        PreprocessConfig(rescale=False),
+    )
+    crops, _, _ = CropSampler([colour], 32, seed=1).batch(8)
+    assert crops.shape[1] == 3
+    spread = (crops[:, 0] - crops[:, 1]).abs().amax(dim=(1, 2))
+    assert (spread > 0.01).all()  # every crop: the channels differ somewhere
+
+
+def test_a_quarter_of_the_crops_are_blurred() -> None:
+    """Out-of-focus images: some crops lose fine detail, the rest keep it."""
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.normal(size=(4, 1, 32, 32)).astype(np.float32))
+    draws = torch.tensor([0.05, 0.2, 0.5, 0.9]).view(4, 1, 1, 1)
+    blurred = CropSampler._blur(images, draws)
+
+    def roughness(batch: torch.Tensor) -> torch.Tensor:
+        return (batch[..., 1:] - batch[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+    assert (roughness(blurred[:2]) < 0.6 * roughness(images[:2])).all()
+    torch.testing.assert_close(blurred[2:], images[2:])
+    torch.testing.assert_close(blurred.mean(dim=(1, 2, 3)), images.mean(dim=(1, 2, 3)), atol=0.05, rtol=0)

@@ -2,7 +2,8 @@
 
 Augmentation follows the U-Net paper's advice for small data sets: random
 crops, flips and rotations, scale jitter, smooth elastic deformation, and
-intensity changes (contrast, brightness, gamma, noise).  All geometric changes
+intensity changes (contrast, brightness, gamma, blur, noise, and for colour images
+each channel's gain and offset a little apart).  All geometric changes
 are one resampling of image, targets and mask together, so they stay aligned.
 """
 
@@ -208,5 +209,30 @@ class CropSampler:
         # show the network objects much brighter than the 99.8th percentile too
         contrast = torch.where(rand() < 0.25, 1.0 + 3.0 * rand(), contrast)
         images = images * contrast + (rand() - 0.5) * 0.2
+        if images.shape[1] > 1:  # stains and white balance differ between labs: each channel a little apart
+            channels = (batch, images.shape[1], 1, 1)
+            gain = 1.0 + (torch.rand(channels, generator=self.torch_rng) - 0.5) * 0.3
+            images = images * gain + (torch.rand(channels, generator=self.torch_rng) - 0.5) * 0.2
+        images = self._blur(images, rand())
         noise = torch.randn(images.shape, generator=self.torch_rng) * (rand() * 0.05)
         return images + noise
+
+    @staticmethod
+    def _blur(images: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """Blur a quarter of the crops (Gaussian, sigma 0.5 to 1.5 px): out-of-focus and lower-resolution images."""
+        out = images.clone()
+        for index, draw in enumerate(draws.flatten().tolist()):
+            if draw >= 0.25:
+                continue
+            sigma = 0.5 + 4.0 * draw  # draw < 0.25: sigma in [0.5, 1.5)
+            radius = max(1, round(2.5 * sigma))
+            x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+            kernel = torch.exp(-(x**2) / (2 * sigma**2))
+            kernel = kernel / kernel.sum()
+            channels = images.shape[1]
+            crop = F.pad(images[index : index + 1], (radius, radius, radius, radius), mode="reflect")
+            crop = F.conv2d(crop, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+            out[index] = F.conv2d(crop, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)[
+                0
+            ]
+        return out
