@@ -58,12 +58,17 @@ class PlaneOutputs:
     blank : bool
         The plane was blank (one value, see :func:`~napari_unet.core.segmentation.domain.is_blank`):
         it has no objects, whatever the settings; the network did not run on it.
+    flips : ndarray of float32, shape (4, H, Y, X), optional
+        Each flipped image's outputs, flipped back (``probabilities`` is then
+        their average), when asked for: see
+        :mod:`~napari_unet.core.segmentation.uncertainty`.
 
     """
 
     probabilities: NDArray[np.float32]
     scale: float
     blank: bool = False
+    flips: NDArray[np.float32] | None = None
 
 
 def plane_labels(

@@ -49,7 +49,10 @@ from napari_unet.core.segmentation.preprocess import match_channels, percentile_
 from napari_unet.core.segmentation.sizing import SCALE_LIMITS, estimate_diameter, working_scale
 from napari_unet.core.segmentation.tiling import predict_tiled
 
-__all__ = ["PlaneOutputs", "Segmentation", "Segmenter", "inference_network", "segment_array"]
+__all__ = ["FLIPS", "PlaneOutputs", "Segmentation", "Segmenter", "inference_network", "segment_array"]
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-2,), (-1,), (-2, -1))
+"""The image and its three mirror images (axes flipped) that test-time augmentation averages over."""
 
 
 @dataclass
@@ -166,13 +169,21 @@ class Segmenter:
             logits = self.network(tensor)
         return torch.sigmoid(logits.float()).cpu().numpy()
 
+    def _forward_flipped(self, batch: NDArray[np.float32], axes: tuple[int, ...]) -> NDArray[np.float32]:
+        """Outputs of ``batch`` flipped along ``axes``, flipped back."""
+        return np.flip(self._forward(np.ascontiguousarray(np.flip(batch, axes))), axes)
+
     def _forward_augmented(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Outputs averaged over the batch and its three flips, each flipped back."""
         total = self._forward(batch)
-        for axes in ((-2,), (-1,), (-2, -1)):
-            flipped = np.ascontiguousarray(np.flip(batch, axes))
-            total += np.flip(self._forward(flipped), axes)
-        return total / 4
+        for axes in FLIPS[1:]:
+            total += self._forward_flipped(batch, axes)
+        return total / len(FLIPS)
+
+    def _forward_flips(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Each flip's outputs (see :data:`FLIPS`), flipped back, one after the other: (N, 4 * H, Y, X)."""
+        outputs = [self._forward(batch)] + [self._forward_flipped(batch, axes) for axes in FLIPS[1:]]
+        return np.concatenate(outputs, axis=1)
 
     def _tile_workers(self) -> int:
         """Tiles computed at once: on CPU one per torch thread, each single-threaded; else 1.
@@ -185,7 +196,7 @@ class Segmenter:
         return torch.get_num_threads() if self.device.type == "cpu" else 1
 
     def predict_normalised(
-        self, image: NDArray[np.float32], augment: bool = False
+        self, image: NDArray[np.float32], augment: bool = False, flips: bool = False
     ) -> Generator[Progress, None, NDArray[np.float32]]:
         """Blend tiled network outputs over a normalised image at the model's scale.
 
@@ -194,6 +205,9 @@ class Segmenter:
         image : ndarray of float32, shape (C, Y, X)
         augment : bool
             Average each tile's outputs over its flips (4x the network time).
+        flips : bool
+            Return each flip's outputs instead of their average (4x the network
+            time and memory), in :data:`FLIPS` order.
 
         Yields
         ------
@@ -202,14 +216,15 @@ class Segmenter:
 
         Returns
         -------
-        ndarray of float32, shape (H, Y, X)
+        ndarray of float32, shape (H, Y, X), or (4 * H, Y, X) with ``flips``
 
         """
+        forward = self._forward_flips if flips else self._forward_augmented if augment else self._forward
         return (
             yield from predict_tiled(
                 image,
-                self._forward_augmented if augment else self._forward,
-                heads=len(self.heads),
+                forward,
+                heads=len(self.heads) * (len(FLIPS) if flips else 1),
                 tile=self.inference.tile_size,
                 overlap=self.inference.tile_overlap,
                 multiple=self.bundle.config.size_multiple,
@@ -311,19 +326,27 @@ class Segmenter:
         return [hint for hint in hints if hint]
 
     # -- planes ---------------------------------------------------------------------------
-    def predict_plane(self, plane: NDArray[Any], scale: float) -> Generator[Progress, None, PlaneOutputs]:
+    def predict_plane(
+        self, plane: NDArray[Any], scale: float, flips: bool = False
+    ) -> Generator[Progress, None, PlaneOutputs]:
         """Network outputs for one (C, Y, X) or (Y, X) plane resized by ``scale``, resized back to the plane's size.
 
-        A blank plane is not run through the network: it has no objects.
+        A blank plane is not run through the network: it has no objects.  With
+        ``flips``, each flip's outputs are kept too (``PlaneOutputs.flips``) and
+        the probabilities are their average, as with test-time augmentation.
         """
         normalised = self.normalise(plane)  # first: it refuses pixel types that cannot be segmented
         if is_blank(plane):
             shape = (len(self.heads), *normalised.shape[-2:])
             return PlaneOutputs(probabilities=np.zeros(shape, np.float32), scale=scale, blank=True)
-        probabilities = yield from self.predict_normalised(rescale(normalised, scale), self.inference.augment)
+        augment = self.inference.augment
+        outputs = yield from self.predict_normalised(rescale(normalised, scale), augment, flips)
         if scale != 1.0:
-            probabilities = resize_to(probabilities, normalised.shape[-2:], order=1)
-        return PlaneOutputs(probabilities=probabilities, scale=scale)
+            outputs = resize_to(outputs, normalised.shape[-2:], order=1)
+        if not flips:
+            return PlaneOutputs(probabilities=outputs, scale=scale)
+        per_flip = outputs.reshape(len(FLIPS), len(self.heads), *outputs.shape[-2:])
+        return PlaneOutputs(probabilities=per_flip.mean(axis=0), scale=scale, flips=per_flip)
 
     def labels(
         self, outputs: PlaneOutputs, postprocess: PostprocessConfig | None = None
