@@ -10,6 +10,8 @@ in a Qt slot.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -276,3 +278,84 @@ def test_closing_the_dock_widget_mid_segmentation_lets_it_finish(
     assert viewer.layers["cells labels"].data.max() >= 5
     viewer.layers.remove("cells")  # the viewer goes on
     viewer.close()
+
+
+# -- closing while the docks load torch and the model -------------------------------------------------
+@pytest.fixture
+def held_loading(monkeypatch: pytest.MonkeyPatch):
+    """Holds every background load (torch and the model) until the test sets the returned event."""
+    release = threading.Event()
+    started = threading.Event()
+    real = workers.preload
+
+    def held(*args):  # noqa: ANN002, ANN202
+        started.set()
+        release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(workers, "preload", held)
+    yield started, release
+    release.set()  # never leave the loading thread blocked
+
+
+def test_closing_the_viewer_while_the_docks_load_leaves_the_loads_to_finish_alone(
+    qtbot, make_napari_viewer, nuclei_image, held_loading
+) -> None:
+    started, release = held_loading
+    viewer = make_napari_viewer()
+    viewer.add_image(nuclei_image, name="cells")
+    _, segment = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net segmentation")
+    _, batch = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net batch segmentation")
+    loads = [segment.loading, batch.loading]
+    assert started.wait(30)
+    viewer.window.remove_dock_widget(batch.native)  # the batch dock's close button
+    viewer.close()  # does not wait for the loads: they are held until now
+    assert loads[0].is_running
+    release.set()
+    qtbot.waitUntil(lambda: not any(load.is_running for load in loads), timeout=60_000)
+    qtbot.wait(
+        300
+    )  # their signals arrive now: they must find nothing to touch (pytest-qt fails on any raise)
+
+
+CLOSE_AT_ONCE = """
+import sys, time
+import numpy as np
+import napari
+from napari_unet.gui import workers
+
+real = workers.preload
+
+def slow_preload(*args):
+    time.sleep(1.0)  # still loading when the process ends, however fast this machine is
+    bundle = real(*args)
+    with open(sys.argv[1], "a") as done:
+        done.write(f"{bundle.name if bundle else None}\\n")
+    return bundle
+
+workers.preload = slow_preload
+viewer = napari.Viewer(show=False)
+viewer.add_image(np.random.default_rng(0).random((64, 64), np.float32), name="cells")
+_, segment = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net segmentation")
+_, batch = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net batch segmentation")
+viewer.window.remove_dock_widget(batch.native)
+viewer.close()
+print("closed", flush=True)
+"""
+
+
+def test_napari_closed_while_the_docks_load_exits_cleanly_once_they_loaded(tmp_path) -> None:
+    """Open an image, then both docks, close them and the viewer at once, and let Python exit.
+
+    The process used to abort at exit ("wrapped C/C++ object of type WorkerBaseSignals has
+    been deleted"): the loads were still running when Qt's objects were deleted.
+    """
+    loaded = tmp_path / "loaded.txt"
+    child = subprocess.run(
+        [sys.executable, "-c", CLOSE_AT_ONCE, str(loaded)], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.strip() == "closed"
+    assert "has been deleted" not in child.stderr and "Traceback" not in child.stderr, child.stderr[-3000:]
+    # the exit waited for both loads, each of which loaded the default model
+    assert loaded.read_text().split() == ["nuclei", "nuclei"]

@@ -40,7 +40,7 @@ from napari_unet.gui.inference_controls import AugmentBox, DiameterBox
 from napari_unet.gui.layout import Section, TextLine, scrolling
 from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.progress_bar import JobProgress
-from napari_unet.gui.workers import ModelCache, job_worker, limit_torch_threads, preload_worker
+from napari_unet.gui.workers import ModelCache, job_worker, limit_torch_threads, preload_worker, start_loading
 
 if TYPE_CHECKING:  # core.batch.local imports torch: the dock opens without it
     from napari_unet.core.batch.local import BatchProgress, BatchSettings, FileResult
@@ -234,7 +234,7 @@ class BatchWidget(Container):
         self._set_status("Loading PyTorch and the model in the background (a few seconds)…")
         self.loading: FunctionWorker | None = preload_worker(self._models, self.model.path)
         self.loading.finished.connect(self._on_loaded)
-        self.loading.start()
+        start_loading(self.loading)
 
     def _on_loaded(self) -> None:
         self.loading = None

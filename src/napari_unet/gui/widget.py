@@ -50,7 +50,7 @@ from napari_unet.gui.model_panel import ModelPanel
 from napari_unet.gui.postprocess_panel import PostprocessPanel
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.recorder import CorrectionRecorder
-from napari_unet.gui.workers import ModelCache, SegmentRequest, preload_worker, segment_worker
+from napari_unet.gui.workers import ModelCache, SegmentRequest, preload_worker, segment_worker, start_loading
 
 if TYPE_CHECKING:  # importing the segmenter imports torch: the dock opens without it
     from napari_unet.core.models.files import ModelBundle
@@ -367,7 +367,7 @@ class SegmentWidget(Container):
         self.loading = worker = preload_worker(self._models, path)
         worker.returned.connect(self._alive(lambda bundle: self._on_model_loaded(path, bundle)))
         worker.finished.connect(self._alive(lambda: self._on_loading_finished(worker)))
-        worker.start()
+        start_loading(worker)  # a close meanwhile neither waits for it nor is touched by it
         return worker
 
     def _on_model_loaded(self, path: str | None, bundle: ModelBundle | None) -> None:

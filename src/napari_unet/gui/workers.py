@@ -6,17 +6,21 @@ GUI thread) and returns its result.  Quitting a worker stops its generator
 between two records, so a cancelled job changes nothing.
 
 Importing this module does not import torch: the docks open at once, and
-:func:`preload_worker` imports torch and loads the model in the background.
+:func:`preload_worker` imports torch and loads the model in the background
+(started with :func:`start_loading`).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
+from qtpy.QtCore import QThreadPool
 
 from napari_unet.core.config import InferenceConfig, PostprocessConfig
 from napari_unet.core.models.files import ModelBundle
@@ -61,8 +65,33 @@ def preload(models: ModelCache, model_path: str | None) -> ModelBundle | None:
 
 
 def preload_worker(models: ModelCache, model_path: str | None) -> FunctionWorker:
-    """An unstarted worker running :func:`preload`; returns the model (or ``None``)."""
+    """An unstarted worker running :func:`preload`; returns the model (or ``None``).
+
+    Start it with :func:`start_loading`, not ``worker.start()``.
+    """
     return create_worker(preload, models, model_path, _ignore_errors=True, _start_thread=False)
+
+
+@functools.cache
+def _loading_pool() -> QThreadPool:
+    """The threads loads run in: one at a time, and Python waits for them before it exits."""
+    pool = QThreadPool()
+    pool.setMaxThreadCount(1)  # two docks (or two models chosen in a row) load one after the other
+    atexit.register(pool.waitForDone)
+    return pool
+
+
+def start_loading(worker: FunctionWorker) -> None:
+    """Start a :func:`preload_worker` in a thread pool of its own that Python waits for at exit.
+
+    A load cannot stop half way (an import, a file read).  A dock closed
+    while it runs ignores its result (and does not wait: closing stays
+    instant), but a process that exited meanwhile would delete the worker's
+    Qt signals under the running thread, and the thread's last signal would
+    abort the process.  So the exit waits for the loads still running (a
+    few seconds at most), and only for them, not for other plugins' workers.
+    """
+    _loading_pool().start(worker)
 
 
 def _file_stamp(path: str) -> tuple[int, int] | None:
@@ -205,4 +234,5 @@ __all__ = [
     "save_worker",
     "segment_job",
     "segment_worker",
+    "start_loading",
 ]
