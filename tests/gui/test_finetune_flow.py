@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QScrollArea, QWidget
 from scipy import ndimage as ndi
 
 from napari_unet.core.models.registry import bundled_model_path
@@ -65,3 +66,39 @@ def test_a_worse_fine_tune_is_saved_and_listed_but_never_selected_by_itself(
     person.click(widget, "Manage…")
     person.qtbot.waitUntil(lambda: "your corrections" in str(widget.model.details.value), timeout=10_000)
     assert COMPARISON.search(str(widget.model.details.value)).groups() == (before, after)
+
+
+def shown_whole(area: QScrollArea, widget: QWidget) -> bool:
+    """Whether all of ``widget`` lies inside the part of ``area`` on screen."""
+    viewport = area.viewport()
+    corners = (
+        widget.mapTo(viewport, widget.rect().topLeft()),
+        widget.mapTo(viewport, widget.rect().bottomRight()),
+    )
+    return all(viewport.rect().contains(corner) for corner in corners)
+
+
+def test_the_fine_tune_result_is_scrolled_into_view_on_a_small_dock(
+    person, make_napari_viewer, nuclei_image, shown_messages
+):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1000, 520)  # a dock far shorter than its contents
+    viewer.add_image(nuclei_image, name="cells")
+    _, widget = person.open_widget(viewer)
+    person.segment(widget)
+    correct_two_objects(viewer.layers["cells labels"])
+    widget.finetune.training_options = {"learning_rate": 1.0}  # a few quick steps, not better
+
+    person.unfold(widget, "Fine-tune")
+    person.enter(widget, "Steps", 4)
+    person.click(widget, "Fine-tune")
+    area = widget.native.findChild(QScrollArea)
+    area.verticalScrollBar().setValue(0)  # back up to the image and the model while it trains
+    result = widget.finetune._status
+    assert not shown_whole(area, result.native)
+    person.qtbot.waitUntil(lambda: len(list_versions()) == 1, timeout=120_000)
+    person.wait_idle(widget)
+
+    assert COMPARISON.search(str(result.value)), result.value
+    assert "Not better than nuclei" in str(result.value)
+    assert shown_whole(area, result.native), (area.verticalScrollBar().value(), result.native.geometry())

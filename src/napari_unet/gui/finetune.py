@@ -15,7 +15,7 @@ from napari_unet.core.progress import Progress
 from napari_unet.core.training.corrections import CorrectionSet
 from napari_unet.core.training.finetune import FINE_TUNE_PRESET, FineTuneJob, fine_tune_config
 from napari_unet.core.training.validation import describe, validation_of
-from napari_unet.gui.layout import TextLine
+from napari_unet.gui.layout import TextLine, bring_into_view
 from napari_unet.gui.plot import LossPlot
 from napari_unet.gui.progress_bar import JobProgress
 from napari_unet.gui.workers import ModelCache, fine_tune_worker, save_worker
@@ -260,3 +260,4 @@ class FineTunePanel(Container):
         self._progress.close()
         self._finetune.enabled = True
         self._stop.enabled = self._stop_keep.enabled = False
+        bring_into_view(self._status.native)  # the result, below the dock's fold on a small screen

@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from magicgui.widgets import Container, Label
-from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QSizePolicy, QToolButton, QWidget
+from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtWidgets import QApplication, QComboBox, QFrame, QScrollArea, QSizePolicy, QToolButton, QWidget
 
 DOCK_WIDTH = 380
 """Width (pixels) a dock asks for; a person can still widen it."""
@@ -172,3 +172,20 @@ def scrolling(body: Container) -> QScrollArea:
     area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     area.setWidget(body.native)
     return area
+
+
+def bring_into_view(widget: QWidget) -> None:
+    """Scroll the dock that holds ``widget`` so that ``widget`` shows whole (if a person could see it).
+
+    Layout changes still pending (a status line that now takes more rows, a
+    progress bar just hidden) are applied first, so it is the widget's final
+    place that is shown.  Nothing happens if ``widget`` is not in a scroll
+    area or is hidden (in a folded section).
+    """
+    area = widget.parentWidget()
+    while area is not None and not isinstance(area, QScrollArea):
+        area = area.parentWidget()
+    if area is None or not widget.isVisibleTo(area):
+        return
+    QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    area.ensureWidgetVisible(widget)
