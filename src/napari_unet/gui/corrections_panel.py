@@ -1,4 +1,4 @@
-"""Corrections controls: where they are saved, restoring them, marking a plane reviewed."""
+"""Corrections controls: where to correct next, where they are saved, restoring them, marking a plane reviewed."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from magicgui.widgets import Container, FileEdit, PushButton
 from napari_unet.core.training.corrections import CorrectionStore
 from napari_unet.gui.layers import Plane
 from napari_unet.gui.layout import TextLine
+from napari_unet.gui.postprocess_panel import SegmentedPlane
 from napari_unet.gui.recorder import CorrectionRecorder
+from napari_unet.gui.uncertain_objects import UncertainObjects
 
 
 class CorrectionsPanel(Container):
-    """The corrections folder (visible, changeable), Restore, and "Mark plane fully reviewed".
+    """Next uncertain object, the corrections folder (visible, changeable), Restore, Mark plane fully reviewed.
 
     Parameters
     ----------
@@ -25,6 +27,14 @@ class CorrectionsPanel(Container):
         The plane the viewer shows of the current image (``None`` without an image).
     report : callable
         Shows a one-line status message.
+    segmented : callable
+        The shown plane of the segmented image with its network outputs
+        (``None`` if not segmented), for "Next uncertain object".
+
+    Attributes
+    ----------
+    uncertain : UncertainObjects
+        The "Next uncertain object" button and what it shows.
 
     """
 
@@ -34,6 +44,7 @@ class CorrectionsPanel(Container):
         recorder: CorrectionRecorder,
         current_plane: Callable[[], Plane | None],
         report: Callable[[str], None],
+        segmented: Callable[[], SegmentedPlane | None],
     ) -> None:
         super().__init__(labels=True)
         self.margins = (0, 0, 0, 0)
@@ -41,6 +52,7 @@ class CorrectionsPanel(Container):
         self._recorder = recorder
         self._current_plane = current_plane
         self._report = report
+        self.uncertain = UncertainObjects(viewer, segmented, recorder.corrected_region)
         self._folder = FileEdit(label="Folder", mode="d", value=recorder.store.folder)
         self._saved_info = TextLine()
         self._restore = PushButton(text="Restore saved corrections", enabled=False)
@@ -54,7 +66,7 @@ class CorrectionsPanel(Container):
         # one above the other: side by side they would widen the dock past a laptop's share
         buttons = Container(widgets=[self._restore, self._reviewed], labels=False)
         buttons.margins = (0, 0, 0, 0)
-        self.extend([self._folder, self._saved_info, buttons])
+        self.extend([self.uncertain, self._folder, self._saved_info, buttons])
         self._folder.changed.connect(self._on_folder_changed)
         self._restore.changed.connect(self._on_restore_clicked)
         self._reviewed.changed.connect(self._on_reviewed_clicked)

@@ -12,7 +12,7 @@ from qtpy.QtCore import QTimer
 
 from napari_unet.core.config import PostprocessConfig
 from napari_unet.core.segmentation.postprocess import PlaneOutputs, relabel
-from napari_unet.gui.layers import Plane, labels_name
+from napari_unet.gui.layers import Plane, current_plane, labels_name
 
 if TYPE_CHECKING:  # the segmenter imports torch: the dock opens without it
     import numpy as np
@@ -34,6 +34,33 @@ class _Cache:
     stitch: bool
     segmenter: Segmenter
     outputs: dict[Plane, PlaneOutputs]
+
+
+@dataclass(frozen=True)
+class SegmentedPlane:
+    """A plane of the segmented image with the network outputs its labels came from.
+
+    Attributes
+    ----------
+    image_layer : napari.layers.Image
+    axes : str
+        The image's axes, as segmented.
+    plane : tuple of int
+        Stack position (``()`` for a 2-D image).
+    segmenter : Segmenter
+        The model that segmented it.
+    outputs : PlaneOutputs
+    config : PostprocessConfig
+        The settings its labels were made with.
+
+    """
+
+    image_layer: napari.layers.Image
+    axes: str
+    plane: Plane
+    segmenter: Segmenter
+    outputs: PlaneOutputs
+    config: PostprocessConfig
 
 
 class PostprocessPanel(Container):
@@ -174,6 +201,19 @@ class PostprocessPanel(Container):
         self._cache = _Cache(layer, model_path, result.axes, stitch, segmenter, outputs)
         self._defaults = segmenter.bundle.postprocess
         self._show(segmenter.postprocess)
+
+    def shown_plane(self) -> SegmentedPlane | None:
+        """The plane the viewer shows of the segmented image, if it was segmented (else ``None``)."""
+        cache = self._cache
+        if cache is None or cache.image_layer not in self._viewer.layers:
+            return None
+        plane = current_plane(self._viewer, cache.image_layer, cache.axes)
+        if plane not in cache.outputs:
+            return None
+        config = self.config() or cache.segmenter.postprocess
+        return SegmentedPlane(
+            cache.image_layer, cache.axes, plane, cache.segmenter, cache.outputs[plane], config
+        )
 
     def _show(self, config: PostprocessConfig) -> None:
         self._showing = True

@@ -123,7 +123,9 @@ class SegmentWidget(Container):
         self._progress = JobProgress(ProgressBar(value=0, min=0, max=1000, visible=False))
         self._status = TextLine()
         self.postprocess = PostprocessPanel(self._viewer, self._show_labels, self._set_status)
-        self.corrections = CorrectionsPanel(self._viewer, self.recorder, self._shown_plane, self._set_status)
+        self.corrections = CorrectionsPanel(
+            self._viewer, self.recorder, self._shown_plane, self._set_status, self.postprocess.shown_plane
+        )
         self.finetune = FineTunePanel(
             self._models,
             self._corrections,
