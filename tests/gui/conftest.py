@@ -8,6 +8,7 @@ import pytest
 import tifffile
 import torch
 from napari.utils import notifications
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -151,12 +152,18 @@ class Person:
         raise AssertionError(f"no spin box or text field labelled {label!r}")
 
     def enter(self, widget, label: str, value: float | str) -> None:  # noqa: ANN001
-        """Enter ``value`` in the field labelled ``label``."""
+        """Enter ``value`` in the visible field labelled ``label`` and press Return.
+
+        Return is what commits a slider's number field (the slider follows it).
+        """
         field = self.control(widget, label)
+        assert field.isEnabled(), f"{label!r} is disabled"
+        assert field.isVisibleTo(widget.native), f"{label!r} is hidden (in a folded section?)"
         if isinstance(field, QLineEdit):
             field.setText(str(value))
         else:
             field.setValue(value)
+        self.qtbot.keyClick(field, Qt.Key.Key_Return)
 
     def wait_idle(self, widget, timeout: int = 60_000) -> None:  # noqa: ANN001
         """Until the segmentation widget runs nothing (Segment can be pressed again)."""
@@ -175,17 +182,26 @@ class Person:
         self.wait_idle(widget)
 
     @staticmethod
-    def option(widget, text: str) -> None:  # noqa: ANN001
-        """Pick the radio button that reads ``text``."""
+    def radio(widget, text: str) -> QRadioButton:  # noqa: ANN001
+        """The radio button that reads ``text`` (exactly one)."""
         found = [b for b in widget.native.findChildren(QRadioButton) if b.text() == text]
         assert len(found) == 1, f"{len(found)} radio buttons read {text!r}"
-        found[0].click()
+        return found[0]
+
+    def option(self, widget, text: str) -> None:  # noqa: ANN001
+        """Pick the enabled, visible radio button that reads ``text``."""
+        target = self.radio(widget, text)
+        assert target.isEnabled(), f"{text!r} is disabled"
+        assert target.isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
+        target.click()
 
     @staticmethod
     def tick(widget, text: str, checked: bool = True) -> None:  # noqa: ANN001
-        """Tick (or untick) the check box that reads ``text``."""
+        """Tick (or untick) the enabled, visible check box that reads ``text``."""
         found = [b for b in widget.native.findChildren(QCheckBox) if b.text() == text]
         assert len(found) == 1, f"{len(found)} check boxes read {text!r}"
+        assert found[0].isEnabled(), f"{text!r} is disabled"
+        assert found[0].isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
         found[0].setChecked(checked)
 
 

@@ -108,7 +108,7 @@ def test_batch_without_inputs_or_output_asks_for_them(batch, tmp_path: Path) -> 
 
 
 def test_batch_on_a_dask_cluster_fills_the_same_table(
-    qtbot, batch, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    qtbot, person, batch, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import distributed
 
@@ -124,13 +124,15 @@ def test_batch_on_a_dask_cluster_fills_the_same_table(
     monkeypatch.setattr(cluster_module, "segment_files_on_cluster", recording)
     _, widget = batch
     widget.set_inputs(folder=folder, pattern="[bs]*.tif", output=tmp_path / "out")  # broken.tif, stack.tif
-    assert widget._planes_per_task.native.isHidden()
+    person.unfold(widget, "Options")
+    planes_per_task = person.control(widget, "Planes per task")
+    assert not planes_per_task.isVisibleTo(widget.native)  # only meaningful on a cluster
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster:
-        widget._scheduler.value = cluster.scheduler_address
-        assert not widget._planes_per_task.native.isHidden()  # only meaningful on a cluster
-        widget._planes_per_task.value = 2  # the 3-plane stack goes out as two tasks
+        person.enter(widget, "Dask cluster", cluster.scheduler_address)
+        assert planes_per_task.isVisibleTo(widget.native)
+        person.enter(widget, "Planes per task", 2)  # the 3-plane stack goes out as two tasks
         assert widget.run() is not None
         qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert statuses(widget) == {"broken.tif": "failed", "stack.tif": "done"}
@@ -140,13 +142,14 @@ def test_batch_on_a_dask_cluster_fills_the_same_table(
 
 
 def test_batch_diameter_and_augment_are_used_for_every_file(
-    qtbot, batch, folder: Path, tmp_path: Path
+    qtbot, person, batch, folder: Path, tmp_path: Path
 ) -> None:
     _, widget = batch
     image = sorted(folder.glob("*.tif"))[1]
     widget.set_inputs(files=[image], output=tmp_path / "out")
-    widget._diameter.value = 30.0
-    widget._augment.value = True
+    person.unfold(widget, "Options")
+    person.enter(widget, "Diameter (px)", 30.0)
+    person.tick(widget, "Augment (average over flips, 4x slower)")
     assert widget.run() is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     with tifffile.TiffFile(tmp_path / "out" / image.name) as tiff:

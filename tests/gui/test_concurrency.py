@@ -88,8 +88,9 @@ def saved_corrections(folder) -> list:
     return [c for key in store.keys() for c in store.load(key)]
 
 
-def small_training(widget, steps: int) -> None:
-    widget.finetune._steps.value = steps
+def small_training(person, widget, steps: int) -> None:  # noqa: ANN001
+    person.unfold(widget, "Fine-tune")
+    person.enter(widget, "Steps", steps)
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
 
 
@@ -112,7 +113,9 @@ def test_removing_the_image_stops_its_segmentation(qtbot, viewer_and_widget, nuc
     assert labels_layer.data.max() >= 5
 
 
-def test_a_result_for_replaced_image_data_is_dropped(qtbot, viewer_and_widget, nuclei_image, gate) -> None:
+def test_a_result_for_replaced_image_data_is_dropped(
+    qtbot, person, viewer_and_widget, nuclei_image, gate
+) -> None:
     viewer, widget = viewer_and_widget
     gate.opened.set()
     layer, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
@@ -127,14 +130,12 @@ def test_a_result_for_replaced_image_data_is_dropped(qtbot, viewer_and_widget, n
     np.testing.assert_array_equal(labels_layer.data, before)
     assert "changed; Segment again" in widget._status.value
 
-    widget._on_image_changed(layer)  # what choosing the layer again does: axes for the new shape
-    assert widget.segment() is not None
-    wait_idle(qtbot, widget)
+    person.segment(widget)  # Segment again, as the status line says
     assert labels_layer.data.shape == (200, 150) and labels_layer.data.max() > 0
 
 
 def test_segment_pressed_twice_runs_once(
-    qtbot, viewer_and_widget, nuclei_image, gate, monkeypatch: pytest.MonkeyPatch
+    qtbot, person, viewer_and_widget, nuclei_image, gate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     viewer, widget = viewer_and_widget
     started = []
@@ -143,23 +144,25 @@ def test_segment_pressed_twice_runs_once(
         "napari_unet.gui.widget.segment_worker", lambda *args: started.append(1) or make_worker(*args)
     )
     viewer.add_image(nuclei_image, name="cells")
-    widget._segment.native.click()
+    person.click(widget, "Segment")
     assert gate.entered.wait(30)
-    widget._segment.native.click()  # disabled while running: nothing happens
+    segment = person.button(widget, "Segment")
+    assert not segment.isEnabled()
+    segment.click()  # disabled while running: nothing happens
     assert widget.segment() is None  # and asked directly, it refuses too
     gate.opened.set()
     wait_idle(qtbot, widget)
     assert len(started) == 1
     assert [layer.name for layer in viewer.layers] == ["cells", "cells labels"]
     assert viewer.layers["cells labels"].data.max() >= 5
-    widget._segment.native.click()  # enabled again afterwards
+    person.click(widget, "Segment")  # enabled again afterwards
     wait_idle(qtbot, widget)
     assert len(started) == 2
 
 
 # -- overlapping jobs ---------------------------------------------------------------------------------
 def test_fine_tune_while_segmenting_then_segment_with_the_new_version(
-    qtbot, viewer_and_widget, nuclei_image, gate
+    qtbot, person, viewer_and_widget, nuclei_image, gate
 ) -> None:
     viewer, widget = viewer_and_widget
     gate.opened.set()
@@ -169,7 +172,7 @@ def test_fine_tune_while_segmenting_then_segment_with_the_new_version(
     gate.entered.clear()
     assert widget.segment(ask=False) is not None  # a re-run, held inside the network
     assert gate.entered.wait(30)
-    small_training(widget, steps=2)
+    small_training(person, widget, steps=2)
     parent = widget.model.path
     assert widget.finetune.start() is not None
     qtbot.waitUntil(lambda: not widget.finetune.running, timeout=60_000)
@@ -189,7 +192,7 @@ def test_fine_tune_while_segmenting_then_segment_with_the_new_version(
 
 
 def test_labels_edited_while_fine_tuning_are_kept_and_used_next_round(
-    qtbot, viewer_and_widget, nuclei_image, private_folders, monkeypatch: pytest.MonkeyPatch
+    qtbot, person, viewer_and_widget, nuclei_image, private_folders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     viewer, widget = viewer_and_widget
     rounds: list[list] = []
@@ -202,8 +205,8 @@ def test_labels_edited_while_fine_tuning_are_kept_and_used_next_round(
     monkeypatch.setattr(finetune, "training_samples", recording)
     _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
     paint(labels_layer, (20, 20), 999)
-    small_training(widget, steps=3)
-    widget.finetune._continuous.value = True
+    small_training(person, widget, steps=3)
+    person.tick(widget, "Keep training while I correct")
     widget.finetune.start()
     qtbot.waitUntil(lambda: len(rounds) == 1, timeout=30_000)
     paint(labels_layer, (200, 200), 4242)  # while round 1 trains
@@ -245,12 +248,12 @@ def test_closing_the_viewer_mid_segmentation(qtbot, viewer_and_widget, nuclei_im
 
 
 def test_closing_the_viewer_mid_fine_tuning_saves_nothing_half_way(
-    qtbot, viewer_and_widget, nuclei_image, private_folders
+    qtbot, person, viewer_and_widget, nuclei_image, private_folders
 ) -> None:
     viewer, widget = viewer_and_widget
     _, labels_layer = segmented(qtbot, viewer, widget, nuclei_image)
     paint(labels_layer, (20, 20), 999)
-    small_training(widget, steps=500)
+    small_training(person, widget, steps=500)
     worker = widget.finetune.start()
     qtbot.waitUntil(lambda: len(widget.finetune.loss_plot.values) >= 1, timeout=30_000)
     viewer.close()

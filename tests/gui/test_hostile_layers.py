@@ -63,15 +63,17 @@ def layouts(tmp_path):
     ]
 
 
-def test_every_kind_of_image_layer_gives_labels(qtbot, viewer_and_widget, tmp_path, shown_messages) -> None:
+def test_every_kind_of_image_layer_gives_labels(
+    qtbot, person, viewer_and_widget, tmp_path, shown_messages
+) -> None:
     viewer, widget = viewer_and_widget
-    widget._scope.value = "whole stack"
     for name, data, options, axes, shape, objects in layouts(tmp_path):
         layer = viewer.add_image(data, name=name, **options)
         assert widget._image.value is layer
         if axes:
-            widget._axes.value = axes
-        widget._scope.value = "whole stack"
+            person.enter(widget, "Axes", axes)
+        if person.radio(widget, "whole stack").isEnabled():  # offered for stacks only
+            person.option(widget, "whole stack")
         assert widget.segment() is not None, (name, widget._status.value)
         qtbot.waitUntil(lambda: widget.segment_worker is None, timeout=60_000)
         assert widget._status.value.startswith(f"Segmented {name}:"), widget._status.value
@@ -83,11 +85,11 @@ def test_every_kind_of_image_layer_gives_labels(qtbot, viewer_and_widget, tmp_pa
     assert shown_messages == []  # no error message either
 
 
-def test_axes_that_cannot_work_are_refused_with_the_reason(qtbot, viewer_and_widget) -> None:
+def test_axes_that_cannot_work_are_refused_with_the_reason(qtbot, person, viewer_and_widget) -> None:
     viewer, widget = viewer_and_widget
     viewer.add_image(np.zeros((3, 64, 96), np.uint8), name="stack")
     for axes, reason in [("ZXY", "put X before Y"), ("YX", "do not match"), ("ZZX", "repeat a letter")]:
-        widget._axes.value = axes
+        person.enter(widget, "Axes", axes)
         assert widget.segment() is None
         assert reason in widget._status.value
     assert "stack labels" not in viewer.layers
@@ -109,7 +111,9 @@ def test_an_unreadable_model_is_one_message_naming_layer_and_file(
     assert "cells labels" not in viewer.layers
 
 
-def test_huge_label_ids_survive_recording_and_fine_tuning(qtbot, viewer_and_widget, private_folders) -> None:
+def test_huge_label_ids_survive_recording_and_fine_tuning(
+    qtbot, person, viewer_and_widget, private_folders
+) -> None:
     """A uint8 result layer widens when more objects come; uint64 ids near 2**64 are saved without wrapping."""
     viewer, widget = viewer_and_widget
     yy, xx = np.mgrid[:220, :440]
@@ -137,7 +141,8 @@ def test_huge_label_ids_survive_recording_and_fine_tuning(qtbot, viewer_and_widg
     pairs = np.unique(np.stack([shown.ravel(), saved.ravel().astype(np.uint64)]), axis=1)
     assert pairs.shape[1] == 402
 
-    widget.finetune._steps.value = 2
+    person.unfold(widget, "Fine-tune")
+    person.enter(widget, "Steps", 2)
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
     assert widget.finetune.start() is not None
     qtbot.waitUntil(lambda: not widget.finetune.running and widget.segment_worker is None, timeout=60_000)

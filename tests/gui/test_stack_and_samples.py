@@ -20,7 +20,7 @@ def test_missing_sample_package_says_how_to_install(monkeypatch):
         sample_data.nuclei_3d()
 
 
-def test_stack_current_plane_and_continuous_training(qtbot, viewer_and_widget):
+def test_stack_current_plane_and_continuous_training(qtbot, person, viewer_and_widget):
     viewer, widget = viewer_and_widget
     image, truth = sample_data.nuclei_3d()[:2]
     layer = viewer.add_image(image[0][::4, 64:192, 64:192], name="stack", scale=(1.0, 0.5, 0.5))
@@ -34,8 +34,9 @@ def test_stack_current_plane_and_continuous_training(qtbot, viewer_and_widget):
     assert segmented_planes <= {7}
 
     # keep training while correcting: a correction made during training is picked up
-    widget.finetune._continuous.value = True
-    widget.finetune._steps.value = 2
+    person.unfold(widget, "Fine-tune")
+    person.tick(widget, "Keep training while I correct")
+    person.enter(widget, "Steps", 2)
     widget.finetune.training_options.update(batch_size=1, crop_size=64)
     widget.finetune.start()
     qtbot.waitUntil(lambda: widget.finetune._status.value.startswith("waiting"), timeout=30_000)
@@ -43,18 +44,18 @@ def test_stack_current_plane_and_continuous_training(qtbot, viewer_and_widget):
     labels.paint((7, 30, 30), 500)
     qtbot.waitUntil(lambda: len(widget.finetune.loss_plot.values) >= 1, timeout=30_000)
     qtbot.waitUntil(lambda: widget.finetune._job.latest is not None, timeout=30_000)
-    widget.finetune._stop_keep.changed.emit(True)
+    person.click(widget, "Stop and keep")
     qtbot.waitUntil(lambda: not widget.finetune.running and widget.segment_worker is None, timeout=60_000)
     assert len(list_versions()) == 1
     assert np.asarray(layer.data).shape == (15, 128, 128)
 
 
-def test_whole_stack_with_objects_joined_across_planes(qtbot, viewer_and_widget):
+def test_whole_stack_with_objects_joined_across_planes(qtbot, person, viewer_and_widget):
     viewer, widget = viewer_and_widget
     image = sample_data.nuclei_3d()[0][0]
     viewer.add_image(image[24:36:3, 64:192, 64:192], name="stack")
-    widget._scope.value = "whole stack"
-    widget._stitch.value = True
+    person.option(widget, "whole stack")
+    person.tick(widget, "Join objects across planes (3-D)")
     widget.segment()
     qtbot.waitUntil(lambda: widget.segment_worker is None, timeout=60_000)
     labels = viewer.layers["stack labels"].data

@@ -177,23 +177,25 @@ def test_segment_asks_before_segmenting_corrected_planes(qtbot, person, viewer_a
     assert widget.recorder.edited_planes() == {()}
 
 
-def test_postprocessing_reruns_on_cached_outputs(qtbot, viewer_and_widget, nuclei_image, monkeypatch):
+def test_postprocessing_reruns_on_cached_outputs(qtbot, person, viewer_and_widget, nuclei_image, monkeypatch):
     viewer, widget = viewer_and_widget
     _, labels_layer = segment_image(qtbot, viewer, widget, nuclei_image)
     before = labels_layer.data.copy()
     monkeypatch.setattr("napari_unet.gui.widget.segment_worker", None)  # the network must not run again
-    widget.postprocess._join.value = 0.05  # touching nuclei are joined: fewer objects, same foreground
+    person.unfold(widget, "Post-processing")
+    person.enter(widget, "Join threshold", 0.05)  # touching nuclei are joined: fewer objects, same foreground
     qtbot.waitUntil(lambda: widget._status.value.startswith("Post-processing"), timeout=3000)
+    assert widget.postprocess.config().join_threshold == pytest.approx(0.05)
     assert len(np.unique(labels_layer.data)) < len(np.unique(before))
     np.testing.assert_array_equal(labels_layer.data > 0, before > 0)
-    widget.postprocess._join.value = 1.0
-    widget.postprocess._object_probability.value = 0.95  # the least certain nuclei go
+    person.enter(widget, "Join threshold", 1.0)
+    person.enter(widget, "Object probability", 0.95)  # the least certain nuclei go
     qtbot.waitUntil(lambda: 0 < (labels_layer.data > 0).sum() < (before > 0).sum(), timeout=3000)
     assert not (labels_layer.data > 0)[before == 0].any()  # whole objects dropped, nothing added
-    widget.postprocess._object_probability.value = 0.0
-    widget.postprocess._foreground.value = 0.9
+    person.enter(widget, "Object probability", 0.0)
+    person.enter(widget, "Probability", 0.9)
     qtbot.waitUntil(lambda: (labels_layer.data > 0).sum() < (before > 0).sum(), timeout=3000)
-    widget.postprocess._min_size.value = 100_000
+    person.enter(widget, "Min size (px)", 100_000)
     qtbot.waitUntil(lambda: not labels_layer.data.any(), timeout=3000)
 
 
