@@ -5,9 +5,11 @@ spec 0.5) validates, also offline: ``pytorch_state_dict`` weights
 whose architecture source is
 :mod:`napari_unet.core.models.bioimageio.architecture` (plain PyTorch: the
 package runs where only ``torch`` and a bioimage.io consumer are installed),
-TorchScript weights scripted from the same network, a test input (for bundled
-models and their fine-tuned versions a real held-out image of the model's kind)
-and the network's output on it, a cover showing that image and its outlines,
+TorchScript weights scripted from the same network, a test input (the image
+given, else synthetic discs) and the network's output on it, a cover showing
+that image and its outlines (without an image given, a real image of a bundled
+family's kind where an installed package ships one:
+:mod:`napari_unet.core.models.bioimageio.covers`),
 the model card, licence, authors, citations, ``training_data`` and ``parent``
 from the lineage, and napari-unet's own model file contents under
 ``config.napari_unet`` (configs, provenance, weights hash).  Reading a package
@@ -16,9 +18,15 @@ back is :mod:`napari_unet.core.models.bioimageio.reader`'s job.
 Pre- and post-processing in bioimage.io terms: the input is the raw image
 (batch, channel, y, x), scaled with ``scale_range`` at the model's percentiles
 and clipped as napari-unet clips; the output is the sigmoid of the network (one
-channel per head).  Outputs declare a halo (:func:`output_halo`) and inputs
-sizes on the network's pooling grid (:func:`input_size_rule`), so bioimage.io's
-tiled prediction equals its whole-image prediction.  What bioimage.io cannot
+channel per head).  Outputs declare a halo (:func:`output_halo`, the network's
+full reach) and inputs any size from the smallest block that keeps one pooling
+cell (:func:`input_size_rule`), so bioimage.io's blocks that start on the whole
+image's pooling grid equal its whole-image prediction.  Two differences are
+bioimageio.core's and no package setting changes them (the model card says how
+to avoid them): it moves the last block of a row or column back to end at the
+image's edge, off the grid when the side is no multiple of ``2**depth``; and it
+takes a whole image's ``scale_range`` percentiles with the halo padded on, a
+tiled image's without.  What bioimage.io cannot
 express (rescaling to the model's object size, the seeded watershed turning
 outputs into instance labels) is stated in the description and kept in
 ``config.napari_unet`` for napari-unet.
@@ -50,6 +58,13 @@ from napari_unet.core.config import ModelConfig, to_dict
 from napari_unet.core.io.atomic import atomic_path
 from napari_unet.core.io.files import write_overlay
 from napari_unet.core.models.bioimageio.architecture import build_unet
+from napari_unet.core.models.bioimageio.covers import (
+    COVER_IMAGES,
+    NO_COVER_IMAGE,
+    CoverImage,
+    cover_documentation,
+    read_cover_image,
+)
 from napari_unet.core.models.bioimageio.datasets import (
     BUNDLED_TRAINING_DATA,
     TrainingData,
@@ -206,6 +221,45 @@ def _cover(path: Path, image: NDArray[np.float32], outputs: NDArray[np.float32],
     write_overlay(path, image[:1], labels, beside=True, max_height=COVER_HEIGHT)
 
 
+def _real_cover(path: Path, image: NDArray[Any], bundle: ModelBundle) -> None:
+    """A real image at its own size beside the outlines of napari-unet's segmentation of it (rescaled inside)."""
+    from napari_unet.core.config import InferenceConfig
+    from napari_unet.core.segmentation.segmenter import segment_array
+
+    # on the CPU in float32: the same cover wherever the package is exported
+    labels = segment_array(image, bundle, inference=InferenceConfig(device="cpu", amp=False)).labels
+    write_overlay(path, image.astype(np.float32), labels, beside=True, max_height=COVER_HEIGHT)
+
+
+def _choose_cover(
+    root: str | None, test_image: NDArray[Any] | None
+) -> tuple[CoverImage, NDArray[Any]] | None:
+    """The real image a bundled family's cover shows when no image was given, if it is installed."""
+    if test_image is not None or root not in COVER_IMAGES:
+        return None
+    image = read_cover_image(COVER_IMAGES[root])
+    return None if image is None else (COVER_IMAGES[root], image)
+
+
+def _cover_note(root: str | None, test_image: NDArray[Any] | None, cover: CoverImage | None) -> str:
+    """The model card's paragraph on the cover."""
+    if cover is not None:
+        return (
+            "The cover shows a real image of the model's kind beside the model's outlines over it "
+            f"(also described in `cover.md`). {cover.description}\n\n**Source:** {cover.source}\n\n"
+            f"**Licence:** {cover.license}"
+        )
+    if test_image is not None:
+        return "The cover shows the test input beside the model's outlines over it."
+    if root in COVER_IMAGES:
+        return (
+            "The cover shows the test input beside the model's outlines over it: the real image for "
+            f"this model's cover comes with a package that was not installed ({COVER_IMAGES[root].install})."
+        )
+    reason = f": {NO_COVER_IMAGE[root]}" if root in NO_COVER_IMAGE else ""
+    return f"The cover shows the test input beside the model's outlines over it (no real image{reason})."
+
+
 def _torchscript(
     bundle: ModelBundle, image: NDArray[np.float32], probabilities: NDArray[np.float32]
 ) -> torch.jit.ScriptModule:
@@ -291,11 +345,13 @@ def _usage(bundle: ModelBundle) -> str:
         f"{10 * multiple}`), and give images whose height and width are multiples of {multiple} (pad "
         f"others at the bottom and right, e.g. 520 x 696 to 528 x 704). Otherwise bioimage.io shifts "
         "the last block of each row and column back to end at the image's edge, off the grid, and its "
-        "outputs differ slightly from the whole-image ones."
+        "outputs differ slightly from the whole-image ones. bioimage.io also takes the `scale_range` "
+        "percentiles of a whole image with the halo padded on, and those of a tiled one without: "
+        "normalise the image yourself and skip the preprocessing for tiles equal to the whole image."
     )
 
 
-def _model_card(bundle: ModelBundle, root: str | None, test_image: str) -> str:
+def _model_card(bundle: ModelBundle, root: str | None, test_image: str, cover: str) -> str:
     from napari_unet.core.models.store import describe
 
     parts = []
@@ -307,7 +363,7 @@ def _model_card(bundle: ModelBundle, root: str | None, test_image: str) -> str:
     else:
         parts.append(f"# Model card: `{bundle.name}`")
     parts.append(_usage(bundle))
-    parts.append(f"\n## Test input and cover\n\nThe test input and the cover show {test_image}.")
+    parts.append(f"\n## Test input and cover\n\nThe test input is {test_image}.\n\n{cover}")
     parts.append(
         "\n## Lineage and provenance\n\n```\n" + "\n".join(describe(bundle, with_file=False)) + "\n```"
     )
@@ -474,7 +530,11 @@ def export_package(
         :func:`input_size_rule`'s minimum (230 x 230 at depth 4); a centred
         crop of at most 512 x 512 is kept.  Give a real image of the
         model's kind for the package a person will see (no image data ships
-        with napari-unet); default: synthetic discs of the model's object size.
+        with napari-unet); default: synthetic discs of the model's object size
+        as the test input, and as the cover a real image of the model's kind
+        where an installed package ships one for its bundled family
+        (:data:`~napari_unet.core.models.bioimageio.covers.COVER_IMAGES`),
+        else the synthetic test input.
     authors : list of str, optional
         Default: "napari-unet developers" for bundled models, the user's login name otherwise.
     license : str, optional
@@ -525,6 +585,8 @@ def _write_package(
     chosen, origin = _choose_test_image(bundle, test_image)
     image = _test_input(bundle, chosen)
     outputs = network_outputs(bundle, image)
+    real_cover = _choose_cover(root, test_image)
+    cover = real_cover[0] if real_cover else None
     model_authors = _authors(v0_5, authors, bundle.name in BUNDLED_MODELS)
     with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as folder:
         work = Path(folder)
@@ -533,8 +595,13 @@ def _write_package(
         # the same tensors as TIFF: "sample tensors" that image viewers open
         tifffile.imwrite(work / "test_input.tif", image, photometric="minisblack")
         tifffile.imwrite(work / "test_output.tif", outputs, photometric="minisblack")
-        _cover(work / "cover.png", image, outputs, bundle)
-        (work / "README.md").write_text(_model_card(bundle, root, origin), encoding="utf-8")
+        if real_cover is not None:
+            _real_cover(work / "cover.png", real_cover[1], bundle)
+            (work / "cover.md").write_text(cover_documentation(real_cover[0]), encoding="utf-8")
+        else:
+            _cover(work / "cover.png", image, outputs, bundle)
+        card = _model_card(bundle, root, origin, _cover_note(root, test_image, cover))
+        (work / "README.md").write_text(card, encoding="utf-8")
         shutil.copyfile(
             Path(str(resources.files("napari_unet.core.models.bioimageio") / "architecture.py")),
             work / ARCHITECTURE_FILE,
@@ -559,6 +626,8 @@ def _write_package(
             license=v0_5.LicenseId(license or DEFAULT_LICENSE),
             documentation=v0_5.FileDescr(source=work / "README.md"),
             covers=[v0_5.FileDescr(source=work / "cover.png")],
+            # the cover image's source and terms, where it is a third party's
+            attachments=[v0_5.FileDescr(source=work / "cover.md")] if cover else [],
             tags=[
                 "napari-unet",
                 "unet2d",
