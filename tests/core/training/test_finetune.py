@@ -12,7 +12,13 @@ from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.lineage import pixels_sha256
 from napari_unet.core.progress import Progress, run
 from napari_unet.core.training.corrections import Correction, CorrectionSet, CorrectionStore
-from napari_unet.core.training.finetune import FINE_TUNE_PRESET, FineTuneJob, fine_tune_config
+from napari_unet.core.training.finetune import (
+    FINE_TUNE_PRESET,
+    NEW_KIND_AP,
+    FineTuneJob,
+    fine_tune_config,
+    new_kind_config,
+)
 from tests.helpers import tiny_bundle
 
 
@@ -55,7 +61,7 @@ def test_one_round_trains_a_copy_and_records_its_lineage(corrections: Correction
     parent = tiny_bundle(source="/models/tiny.pt")
     before = weights(parent)
     corrections.update(correction(0))
-    job = FineTuneJob(parent, corrections, tiny_config(), device="cpu")
+    job = FineTuneJob(parent, corrections, tiny_config(), device="cpu", adapt=False)
     records: list[Progress] = []
     tuned = run(job.run(), records.append)
 
@@ -75,7 +81,9 @@ def test_one_round_trains_a_copy_and_records_its_lineage(corrections: Correction
 
 
 def test_nothing_to_train_on_is_a_clear_error(corrections: CorrectionSet) -> None:
-    job = FineTuneJob(tiny_bundle(source="/models/tiny.pt"), corrections, tiny_config(), device="cpu")
+    job = FineTuneJob(
+        tiny_bundle(source="/models/tiny.pt"), corrections, tiny_config(), device="cpu", adapt=False
+    )
     with pytest.raises(ValueError, match="no corrections to train on"):
         run(job.run())
 
@@ -85,7 +93,7 @@ def test_continuous_rounds_start_when_new_corrections_arrive_and_keep_one_lineag
 ) -> None:
     parent = tiny_bundle(source="/models/tiny.pt")
     corrections.update(correction(0))
-    job = FineTuneJob(parent, corrections, tiny_config(3), device="cpu", continuous=True)
+    job = FineTuneJob(parent, corrections, tiny_config(3), device="cpu", continuous=True, adapt=False)
     rounds = job.run()
     messages = []
     for record in rounds:
@@ -114,7 +122,7 @@ def test_continuous_rounds_start_when_new_corrections_arrive_and_keep_one_lineag
 def test_stopping_early_keeps_the_latest_snapshot_with_its_provenance(corrections: CorrectionSet) -> None:
     parent = tiny_bundle(source="/models/tiny.pt")
     corrections.update(correction(0))
-    job = FineTuneJob(parent, corrections, tiny_config(8), device="cpu")
+    job = FineTuneJob(parent, corrections, tiny_config(8), device="cpu", adapt=False)
     assert job.kept_result() is None  # nothing trained yet
     training = job.run()
     for record in training:
@@ -127,3 +135,37 @@ def test_stopping_early_keeps_the_latest_snapshot_with_its_provenance(correction
     assert kept.provenance["parent"] == "tiny" and kept.provenance["samples"] == ["cells-0123[0]"]
     assert "held_out_validation" not in kept.provenance  # a snapshot within a round was not scored
     assert kept.weights_hash() != parent.weights_hash()
+
+
+def test_a_model_new_to_the_kind_of_image_trains_longer_and_adapts_its_normalisation(
+    corrections: CorrectionSet,
+) -> None:
+    """A random model scores ~0 on the held-out corrections: the job says so and trains as for a new kind."""
+    corrections.update(correction(0))
+    corrections.update(correction(1, plane=(1,)))
+    config = tiny_config(3)
+    job = FineTuneJob(tiny_bundle(), corrections, config, device="cpu")
+    records: list[Progress] = []
+    tuned = run(job.run(), records.append)
+    assert job.selector is not None and job.selector.parent_scores["ap50"] < NEW_KIND_AP
+    adapted = new_kind_config(config)
+    assert (adapted.steps, adapted.learning_rate, adapted.freeze_norm) == (12, 1e-3, False)
+    [notice] = [r for r in records if r.message.startswith("the model scores AP@0.5")]
+    assert notice.message.endswith("a kind of image new to it, training 12 steps at learning rate 0.001")
+    assert records[-1].total == 12 and tuned.provenance["training"]["steps"] == 12
+    assert tuned.provenance["training"]["freeze_norm"] is False
+
+
+def test_a_model_that_knows_the_images_keeps_the_gentle_preset(
+    corrections: CorrectionSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that scores at least NEW_KIND_AP on the held-out corrections trains with the preset as given."""
+    import napari_unet.core.training.finetune as finetune
+
+    monkeypatch.setattr(finetune, "NEW_KIND_AP", 0.0)  # the tiny random model counts as knowing the images
+    corrections.update(correction(0))
+    corrections.update(correction(1, plane=(1,)))
+    records: list[Progress] = []
+    tuned = run(FineTuneJob(tiny_bundle(), corrections, tiny_config(3), device="cpu").run(), records.append)
+    assert not any(r.message.startswith("the model scores AP@0.5") for r in records)
+    assert tuned.provenance["training"]["steps"] == 3 and tuned.provenance["training"]["freeze_norm"] is True

@@ -121,7 +121,11 @@ def test_a_fine_tune_records_parent_and_kept_scores_in_its_lineage(tmp_path: Pat
     corrections.update(painted(6, 1, (1,)))
     parent = tiny_model()
     job = FineTuneJob(
-        parent, corrections, fine_tune_config(6, "cpu", batch_size=2, crop_size=48, amp=False), "cpu"
+        parent,
+        corrections,
+        fine_tune_config(6, "cpu", batch_size=2, crop_size=48, amp=False),
+        "cpu",
+        adapt=False,
     )
     tuned = run(job.run())
 
