@@ -82,7 +82,7 @@ class Segmented:
 def segment_and_rank(bundle: ModelBundle, name: str, image: np.ndarray, truth: np.ndarray) -> Segmented:
     """Segment ``image`` as the widget does (no flips) and rank its objects as the button does."""
     segmenter = Segmenter(bundle, InferenceConfig(device="cpu"))
-    result = run(segmenter.segment(image))
+    result = run(segmenter.segment(image, axes="CYX" if image.ndim == 3 else "YX"))
     scale = segmenter.scale_for(result.diameter)
     ranking = run(rank_plane(segmenter, image, result.labels, scale))
     return Segmented(name, image, truth.astype(np.int32), result.labels, ranking)

@@ -53,7 +53,12 @@ def main() -> None:
     total = dict.fromkeys(KINDS, 0)
     per_image = []
     for name, image, truth in read_labelled_folder(args.images, args.labels, args.pattern):
-        counts = breakdown(truth, segment_array(image, bundle, inference=InferenceConfig()).labels)
+        counts = breakdown(
+            truth,
+            segment_array(
+                image, bundle, axes="CYX" if image.ndim == 3 else "YX", inference=InferenceConfig()
+            ).labels,
+        )
         for kind in KINDS:
             total[kind] += counts[kind]
         errors = counts["true"] + counts["predicted"] - counts["matched"]
