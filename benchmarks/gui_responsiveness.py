@@ -9,9 +9,12 @@ stall under 50 ms.
 
 Run under a display (napari needs OpenGL)::
 
-    xvfb-run -a python benchmarks/gui_responsiveness.py [--model nuclei] [--torch-threads N]
+    xvfb-run -a python benchmarks/gui_responsiveness.py [--model nuclei] [--torch-threads N] [--trace FILE]
 
 ``--torch-threads`` overrides the widget's policy (all cores but one) to compare.
+``--trace FILE`` records garbage collections, the jobs' progress records and
+stacks sampled while the event loop is late, writes them to FILE (JSON) and
+prints what overlapped each stall over 50 ms (``_stall_trace.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+
+from _stall_trace import StallTrace
 
 INTERVAL_MS = 10
 IMAGE = (
@@ -40,7 +45,12 @@ def main() -> None:
     parser.add_argument("--image", default=str(IMAGE), help="a 2-D TIFF (default: a 520 x 696 DSB image)")
     parser.add_argument("--steps", type=int, default=30, help="fine-tuning steps (default 30)")
     parser.add_argument("--torch-threads", type=int, default=0, help="torch threads (default: widget policy)")
+    parser.add_argument("--trace", metavar="FILE", help="record what overlaps each stall over 50 ms (JSON)")
     args = parser.parse_args()
+    trace = StallTrace(interval_ms=INTERVAL_MS) if args.trace else None
+    if trace is not None:
+        trace.start()
+        trace.phase("start-up")
 
     scratch = tempfile.mkdtemp(prefix="napari-unet-bench-")
     os.environ["NAPARI_UNET_MODEL_DIR"] = str(Path(scratch) / "models")
@@ -55,6 +65,9 @@ def main() -> None:
 
     if args.torch_threads:
         workers.limit_torch_threads = lambda: torch.set_num_threads(args.torch_threads)
+    if trace is not None:  # the widget's workers look these up when a job starts
+        workers.segment_job = trace.wrap_job(workers.segment_job, "segment")
+        workers.fine_tune_and_save = trace.wrap_job(workers.fine_tune_and_save, "fine-tune")
 
     image = tifffile.imread(args.image)
     viewer = napari.Viewer(show=True)
@@ -65,7 +78,7 @@ def main() -> None:
         QApplication.processEvents()
         time.sleep(0.01)
 
-    def measure(start, running) -> tuple[list[float], float, float]:
+    def measure(phase, start, running) -> tuple[list[float], float, float]:
         # napari's own event loop runs; a 10 ms timer records how late each of its ticks is
         loop = QEventLoop()
         clock = QElapsedTimer()
@@ -76,6 +89,8 @@ def main() -> None:
             now = clock.nsecsElapsed() / 1e6
             delays.append(max(0.0, now - last[0] - INTERVAL_MS))
             last[0] = now
+            if trace is not None:
+                trace.tick()
             if not running():
                 loop.quit()
 
@@ -83,6 +98,8 @@ def main() -> None:
         timer.setTimerType(Qt.TimerType.PreciseTimer)
         timer.setInterval(INTERVAL_MS)
         timer.timeout.connect(tick)
+        if trace is not None:
+            trace.phase(phase)
         started = time.perf_counter()
         start()
         click_ms = (time.perf_counter() - started) * 1000
@@ -90,6 +107,8 @@ def main() -> None:
         timer.start()
         loop.exec()
         timer.stop()
+        if trace is not None:
+            trace.pause()
         return delays, time.perf_counter() - started, click_ms
 
     rows = []
@@ -98,16 +117,22 @@ def main() -> None:
     def idle_start() -> None:
         end[0] = time.perf_counter() + 2.0
 
-    rows.append(("idle", *measure(idle_start, lambda: time.perf_counter() < end[0])))
+    rows.append(("idle", *measure("idle", idle_start, lambda: time.perf_counter() < end[0])))
     viewer.add_image(image, name="image")
-    rows.append(("segmenting", *measure(widget.segment, lambda: widget.segment_worker is not None)))
+    rows.append(
+        ("segmenting", *measure("segmenting", widget.segment, lambda: widget.segment_worker is not None))
+    )
     labels = viewer.layers["image labels"]
     labels.brush_size = 12
     labels.paint((40, 40), int(labels.data.max()) + 1)
     labels.fill(tuple(np.argwhere(labels.data > 0)[0]), 0)
     widget.recorder.flush()
     widget.finetune._steps.value = args.steps
-    rows.append(("fine-tuning", *measure(widget.finetune.start, lambda: widget.finetune.running)))
+    rows.append(
+        ("fine-tuning", *measure("fine-tuning", widget.finetune.start, lambda: widget.finetune.running))
+    )
+    if trace is not None:
+        trace.phase("closing the viewer")
     viewer.close()
 
     print(
@@ -124,6 +149,9 @@ def main() -> None:
             f"{phase:<12} {seconds:8.1f} {click_ms:9.0f} {len(values):6d} "
             f"{np.percentile(values_ms, 99):8.1f} {values_ms.max():9.1f}"
         )
+    if trace is not None:
+        trace.stop()
+        trace.report(args.trace)
 
 
 if __name__ == "__main__":

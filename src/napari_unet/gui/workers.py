@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gc
+import importlib
 import os
+import sys
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,8 +43,17 @@ def limit_torch_threads() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
+JOB_MODULES = (
+    "torch._dynamo",  # and torch itself
+    "napari_unet.core.batch.local",
+    "napari_unet.core.segmentation.segmenter",
+    "napari_unet.core.training.loop",
+)
+"""What segmenting, fine-tuning and batch runs import; :func:`preload` imports them in the background."""
+
+
 def preload(models: ModelCache, model_path: str | None) -> ModelBundle | None:
-    """Import what segmenting and fine-tuning need, then load the model in ``model_path``.
+    """Import :data:`JOB_MODULES`, then load the model in ``model_path``.
 
     torch takes seconds to import, and its optimisers import ``torch._dynamo``
     (~800 modules) on their first step, holding the GIL for up to ~120 ms at a
@@ -49,13 +61,26 @@ def preload(models: ModelCache, model_path: str | None) -> ModelBundle | None:
     of them stalls on it (measured with benchmarks/open_widget.py and
     benchmarks/gui_responsiveness.py).  Returns ``None`` without a model or if
     it does not load (Segment then says why).
+
+    Those imports also leave Python's garbage collector owing a full
+    collection: CPython runs one once the objects promoted to its oldest
+    generation since the last reach a quarter of those it kept.  With napari
+    and torch in memory it takes ~250 ms, holding the GIL throughout, and the
+    debt a load left could fall due in the first Segment (a stall of napari's
+    event loop that long; ``benchmarks/gui_responsiveness.py --trace`` records
+    the collections and the debt).  So the load that imports them runs it
+    here, while loading; a later load (another model) does not.
     """
-    import torch._dynamo  # noqa: F401 (and torch itself)
+    first = any(name not in sys.modules for name in JOB_MODULES)
+    for name in JOB_MODULES:
+        importlib.import_module(name)
+    bundle = _load(models, model_path)
+    if first:
+        gc.collect()
+    return bundle
 
-    import napari_unet.core.batch.local
-    import napari_unet.core.segmentation.segmenter
-    import napari_unet.core.training.loop  # noqa: F401
 
+def _load(models: ModelCache, model_path: str | None) -> ModelBundle | None:
     if model_path is None:
         return None
     try:
@@ -223,6 +248,7 @@ def save_worker(bundle: ModelBundle) -> FunctionWorker:
 
 
 __all__ = [
+    "JOB_MODULES",
     "ModelCache",
     "SegmentRequest",
     "fine_tune_and_save",
