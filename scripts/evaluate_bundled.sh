@@ -11,5 +11,6 @@ run() {  # name images labels pattern
   napari-unet evaluate --images "$2" --labels "$3" --pattern "$4" --classical --json
 }
 run nuclei "$DATA/nuclei-dsb2018/val/images" "$DATA/nuclei-dsb2018/val/labels" '*'
+run nuclei-brightfield "$DATA/nuclei-dsb2018-other/val/images" "$DATA/nuclei-dsb2018-other/val/labels" '*'
 run phase-cells "$DATA/cells-usiigaci/val/images" "$DATA/cells-usiigaci/val/labels" '*'
 run em-membranes "$DATA/em-isbi2012/train/images" "$DATA/em-isbi2012/train/labels" 'slice2*.tif'

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce the bundled models from the real data in ../shared/data (CPU, 2 cores: 0.5-2 h each).
-# Usage: scripts/train_bundled.sh [nuclei|phase-cells|em-membranes]...
+# Usage: scripts/train_bundled.sh [nuclei|nuclei-brightfield|phase-cells|em-membranes]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${NAPARI_UNET_DATA:-../shared/data}
 OUT=${OUT:-src/napari_unet/weights}
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(nuclei phase-cells em-membranes)
+[ ${#models[@]} -gt 0 ] || models=(nuclei nuclei-brightfield phase-cells em-membranes)
 for model in "${models[@]}"; do
   case "$model" in
     nuclei)
@@ -25,6 +25,17 @@ for model in "${models[@]}"; do
         "$DATA/nuclei-dsb2018/train/labels" --limit 80 --foregrounds 0.5 --seeds 0.5 --join-thresholds 0.7 \
         --object-probabilities 0 0.7 0.75 0.8 0.85 --write
       rm -f "$OUT/nuclei-stage1.pt" "$OUT/nuclei-stage2.pt" ;;
+    nuclei-brightfield)
+      # RGB input (grey images are repeated to three channels); stage 1 from scratch, post-processing chosen on the
+      # training images, stage 2 continues on every labelled object (no hold-out) with batch-norm statistics updated
+      data=("--images" "$DATA/nuclei-dsb2018-other/train/images" "--labels" "$DATA/nuclei-dsb2018-other/train/labels")
+      napari-unet train "${data[@]}" -o "$OUT/nuclei-brightfield-stage1.pt" --name nuclei-brightfield --in-channels 3 \
+        --steps 4000 --model-diameter 20 --scale-jitter 1.5 --seed 11 --log-every 100
+      python scripts/tune_postprocessing.py "$OUT/nuclei-brightfield-stage1.pt" "${data[1]}" "${data[3]}" \
+        --foregrounds 0.4 0.5 0.6 --seeds 0.3 0.4 0.5 0.6 --join-thresholds 1.0 0.5 0.6 0.7 0.8 --write
+      napari-unet train "${data[@]}" -o "$OUT/nuclei-brightfield.pt" --from "$OUT/nuclei-brightfield-stage1.pt" \
+        --no-hold-out --train-norm --steps 3000 --lr 1e-3 --scale-jitter 1.5 --seed 12 --log-every 100
+      rm -f "$OUT/nuclei-brightfield-stage1.pt" ;;
     phase-cells)
       # stage 1: scale jitter 1.5, no bright-object augmentation (commit c903bcd's sampler); stage 2: 4,000 more
       # steps at lr 1e-3 with the current sampler (scale jitter 2); stages 3 and 4: 3,500 at 5e-4, 3,000 at 3e-4; then the

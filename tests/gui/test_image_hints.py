@@ -47,6 +47,6 @@ def test_a_colour_brightfield_image_gets_a_hint_naming_a_better_model(qtbot, mak
     status = segment(qtbot, widget)  # with the default model, nuclei (fluorescence)
     assert status.startswith("Segmented histology:"), status
     assert "Hint: this is a colour image with a bright background" in status
-    assert status.endswith("phase-cells suits transmitted light better.")
+    assert status.endswith("nuclei-brightfield segments nuclei in such images.")
     # the status line wraps: the hint does not widen the dock
     assert widget.native.parentWidget().sizeHint().width() == width

@@ -18,6 +18,7 @@ from napari_unet.core.segmentation.domain import (
     blank_notice,
     is_blank,
     is_colour,
+    light_hint,
     model_domain,
     size_hint,
 )
@@ -145,6 +146,8 @@ def test_model_domains_follow_names_versions_and_lineage() -> None:
     assert set(BUNDLED_DOMAINS) == set(BUNDLED_MODELS)
     assert model_domain(["nuclei"]).fluorescence
     assert model_domain(["phase-cells-v12"]).family == "phase-cells"
+    assert model_domain(["nuclei-brightfield-v2"]).family == "nuclei-brightfield"
+    assert not model_domain(["nuclei-brightfield"]).fluorescence
     assert model_domain(["my renamed model", None, "em-membranes-v2"]).family == "em-membranes"
     assert model_domain(["nucleify", "something else"]) is None
     bundle = load_model(bundled_model_path("nuclei"))
@@ -179,7 +182,22 @@ def test_segmenting_names_a_better_bundled_model_for_the_kind_of_light(data_fold
     assert segment_array(fluorescence, nuclei, inference=CPU).notices == []
     [hint] = segment_array(colour, nuclei, inference=CPU).notices
     assert hint.startswith("Hint: this is a colour image with a bright background")
-    assert hint.endswith("phase-cells suits transmitted light better.")
+    assert hint.endswith("nuclei-brightfield segments nuclei in such images.")
+    brightfield = load_model(bundled_model_path("nuclei-brightfield"))
+    assert segment_array(colour, brightfield, inference=CPU).notices == []
+    [hint] = segment_array(colour, phase, inference=CPU).notices
+    assert hint.endswith("nuclei-brightfield segments nuclei in such images.")
+    [hint] = segment_array(fluorescence, brightfield, inference=CPU).notices
+    assert hint.endswith("nuclei suits fluorescence better.")
+    grey = next(
+        tifffile.imread(p)
+        for p in sorted((data_folder("nuclei-dsb2018-other/val") / "images").glob("*.tif"))
+        if tifffile.imread(p).ndim == 2
+    )
+    hint = light_hint(grey, "nuclei", BUNDLED_DOMAINS["nuclei"])
+    assert hint.startswith("Hint: the background is bright")
+    assert hint.endswith("nuclei-brightfield suits brightfield nuclei, phase-cells phase-contrast cells.")
+    assert light_hint(grey, "nuclei-brightfield", BUNDLED_DOMAINS["nuclei-brightfield"]) is None
     [hint] = segment_array(fluorescence, phase, inference=CPU).notices
     assert "looks like fluorescence" in hint and hint.endswith("nuclei suits fluorescence better.")
     phase_image = first_image(data_folder, "cells-usiigaci/val")

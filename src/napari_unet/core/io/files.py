@@ -169,8 +169,9 @@ def write_overlay(
     path : path
         The ``.png`` file to write.
     plane : ndarray, shape (Y, X) or (C, Y, X)
-        Intensities of any real dtype; shown grey (channels averaged) with a
-        1-99.8 percentile stretch.
+        Intensities of any real dtype, with a 1-99.8 percentile stretch: three
+        channels are shown as RGB (one stretch for all, so stains keep their
+        hues), any other number grey (channels averaged).
     labels : ndarray of int, shape (Y, X)
     beside : bool
         Show the plane without outlines to the left of the outlined one (a
@@ -186,8 +187,13 @@ def write_overlay(
 
     from napari_unet.core.segmentation.preprocess import match_channels, percentile_normalise
 
-    grey = match_channels(percentile_normalise(plane if plane.ndim == 3 else plane[None]), 1)[0]
-    plain = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    channels = plane if plane.ndim == 3 else plane[None]
+    if channels.shape[0] == 3:
+        stretched = percentile_normalise(channels.reshape(1, -1, channels.shape[-1])).reshape(channels.shape)
+        plain = np.moveaxis((np.clip(stretched, 0, 1) * 255).astype(np.uint8), 0, -1)
+    else:
+        grey = match_channels(percentile_normalise(channels), 1)[0]
+        plain = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
     rgb = plain.copy()
     rgb[find_boundaries(labels, mode="inner")] = OUTLINE_COLOUR
     if beside:

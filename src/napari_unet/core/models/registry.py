@@ -16,7 +16,7 @@ from napari_unet.core.models.files import (
     load_plain_data,
 )
 
-BUNDLED_MODELS = ("nuclei", "phase-cells", "em-membranes")
+BUNDLED_MODELS = ("nuclei", "nuclei-brightfield", "phase-cells", "em-membranes")
 
 
 DEFAULT_MODEL = "nuclei"

@@ -5,9 +5,10 @@ one line (the widget's status, the command line's notices, the batch table).
 They inform; they never stop a segmentation.
 
 The bundled models were trained on one kind of light each: ``nuclei`` on
-fluorescence (bright objects on a dark background), ``phase-cells`` and
-``em-membranes`` on transmitted light (phase contrast, electron microscopy),
-where the background is mid-grey to bright.  Where the median pixel of an
+fluorescence (bright objects on a dark background), ``nuclei-brightfield``,
+``phase-cells`` and ``em-membranes`` on transmitted light (brightfield and
+H&E-stained tissue, phase contrast, electron microscopy), where the background
+is mid-grey to bright.  Where the median pixel of an
 image lies between its 1st and 99.8th percentile (:func:`background_level`)
 tells the two apart on the project's data: at most 0.19 in the 541 DSB 2018
 fluorescence images, at least 0.25 in the 45 phase-contrast images, 0.49 in
@@ -53,6 +54,11 @@ class ModelDomain:
 
 BUNDLED_DOMAINS = {
     "nuclei": ModelDomain("nuclei", True, "fluorescence (bright nuclei on a dark background)"),
+    "nuclei-brightfield": ModelDomain(
+        "nuclei-brightfield",
+        False,
+        "brightfield and stained nuclei (dark on a light background, grey or colour)",
+    ),
     "phase-cells": ModelDomain("phase-cells", False, "phase-contrast cells"),
     "em-membranes": ModelDomain("em-membranes", False, "electron microscopy"),
 }
@@ -143,20 +149,26 @@ def is_colour(plane: Any) -> bool:
 
 
 def light_hint(plane: Any, model: str, domain: ModelDomain | None) -> str | None:
-    """One line when ``plane`` is not the kind of light ``model`` was trained on, naming a better bundled model."""
+    """One line when ``plane`` is not the kind of light ``model`` was trained on, naming a better bundled model.
+
+    A colour image with a bright background (brightfield, H&E) points to
+    ``nuclei-brightfield``, a grey one with a bright background to it and to
+    ``phase-cells``, a dark background (fluorescence) to ``nuclei``.
+    """
     level = background_level(plane)
     if domain is None or level is None:
         return None
     dark = level < DARK_BACKGROUND
-    if domain.fluorescence and not dark:
-        kind = (
-            "this is a colour image with a bright background (brightfield or stained tissue?)"
-            if is_colour(plane)
-            else "the background is bright (brightfield, phase contrast or electron microscopy?)"
-        )
+    if not dark and is_colour(plane) and domain.family != "nuclei-brightfield":
         return (
-            f"Hint: {kind}, but {model} was trained on {domain.images}: "
-            "phase-cells suits transmitted light better."
+            "Hint: this is a colour image with a bright background (brightfield or stained tissue?), "
+            f"but {model} was trained on {domain.images}: nuclei-brightfield segments nuclei in such images."
+        )
+    if domain.fluorescence and not dark:
+        return (
+            "Hint: the background is bright (brightfield, phase contrast or electron microscopy?), but "
+            f"{model} was trained on {domain.images}: nuclei-brightfield suits brightfield nuclei, "
+            "phase-cells phase-contrast cells."
         )
     if not domain.fluorescence and dark:
         return (

@@ -36,7 +36,7 @@ def package_files(package: Path) -> tuple[dict, str, np.ndarray, np.ndarray, set
 
 def plain_rendering(image: np.ndarray, folder: Path) -> np.ndarray:
     """``image`` as napari-unet draws it in a cover, without outlines."""
-    path = write_overlay(folder / "plain.png", image.astype(np.float32), np.zeros(image.shape, np.int32))
+    path = write_overlay(folder / "plain.png", image.astype(np.float32), np.zeros(image.shape[-2:], np.int32))
     return iio.imread(path)
 
 
@@ -75,6 +75,26 @@ def test_the_nuclei_package_has_a_real_cover_with_the_models_outlines(tmp_path):
     # input at the model's object size
     np.testing.assert_array_equal(test_input[0], synthetic_test_image(bundle))
     assert "The test input is synthetic" in cover_note
+
+
+@pytest.mark.slow
+def test_the_brightfield_package_shows_a_stained_tissue_image_in_colour(tmp_path):
+    """nuclei-brightfield's cover: scikit-image's immunohistochemistry image, in colour, with the outlines."""
+    bundle = load_model(bundled_model_path("nuclei-brightfield"))
+    package = export_package(bundle, tmp_path / "brightfield.zip")
+    summary = validate_package(package)
+    assert summary.status == "valid-format", summary.format()
+
+    rdf, readme, cover, _, names = package_files(package)
+    image = read_cover_image(COVER_IMAGES["nuclei-brightfield"])
+    assert image is not None and image.shape == (512, 512, 3), "skimage.data.immunohistochemistry, YXC"
+    plain = plain_rendering(np.moveaxis(image, -1, 0), tmp_path)
+    assert plain.shape == (512, 512, 3) and np.ptp(plain.astype(int), axis=-1).mean() > 10, "shown in colour"
+    assert cover.shape == (256, 512, 3), "shrunk to the cover height, image beside its outlines"
+    labels = segment_array(image, bundle, inference=InferenceConfig(device="cpu", amp=False)).labels
+    assert labels.max() >= 20, "the model finds the haematoxylin-stained nuclei"
+    assert "cover.md" in names and "skimage.data.immunohistochemistry" in readme
+    assert "No known copyright restrictions" in readme
 
 
 @pytest.mark.slow

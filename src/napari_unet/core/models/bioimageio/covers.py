@@ -59,6 +59,22 @@ COVER_IMAGES: dict[str, CoverImage] = {
             "(https://github.com/scikit-image/scikit-image/issues/6181)."
         ),
     ),
+    "nuclei-brightfield": CoverImage(
+        package="skimage",
+        install="pip install scikit-image (a napari-unet dependency)",
+        file="data/ihc.png",
+        plane=None,
+        description=(
+            "Colon tissue stained for FHL2 with DAB (brown) and counterstained with haematoxylin "
+            "(blue nuclei), in transmitted light: scikit-image's `immunohistochemistry` image "
+            "(512 x 512 RGB pixels)."
+        ),
+        source=(
+            "Center for Microscopy and Molecular Imaging (CMMI), published with scikit-image as "
+            "`skimage.data.immunohistochemistry` (`skimage/data/ihc.png`)."
+        ),
+        license="No known copyright restrictions, as scikit-image's data documentation states.",
+    ),
 }
 """The bundled families that have a real cover image, by family name."""
 
@@ -84,11 +100,17 @@ def _package_folder(package: str) -> Path | None:
 
 
 def read_cover_image(cover: CoverImage) -> NDArray[Any] | None:
-    """The 2-D image ``cover`` names, or ``None`` if its package is not installed or lacks the file."""
+    """The 2-D image ``cover`` names (YXC for colour), or ``None`` if its package is not installed or lacks the file."""
     folder = _package_folder(cover.package)
     if folder is None or not (folder / cover.file).is_file():
         return None
-    image = tifffile.imread(folder / cover.file)
+    path = folder / cover.file
+    if path.suffix.lower() in (".tif", ".tiff"):
+        image = tifffile.imread(path)
+    else:
+        from skimage.io import imread
+
+        image = imread(path)
     return np.asarray(image if cover.plane is None else image[cover.plane])
 
 

@@ -228,7 +228,8 @@ def _real_cover(path: Path, image: NDArray[Any], bundle: ModelBundle) -> None:
 
     # on the CPU in float32: the same cover wherever the package is exported
     labels = segment_array(image, bundle, inference=InferenceConfig(device="cpu", amp=False)).labels
-    write_overlay(path, image.astype(np.float32), labels, beside=True, max_height=COVER_HEIGHT)
+    shown = np.moveaxis(image, -1, 0) if image.ndim == 3 else image  # a colour image is read YXC
+    write_overlay(path, shown.astype(np.float32), labels, beside=True, max_height=COVER_HEIGHT)
 
 
 def _choose_cover(
