@@ -43,16 +43,13 @@ from pathlib import Path
 import numpy as np
 
 from _common import DATA, machine, table
-from napari_unet.core.config import InferenceConfig
-from napari_unet.core.evaluation.metrics import summarise
 from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
 from napari_unet.core.progress import run
-from napari_unet.core.segmentation.segmenter import segment_array
 from napari_unet.core.training.corrections import Correction, CorrectionSet, CorrectionStore
 from napari_unet.core.training.finetune import FineTuneJob, fine_tune_config
-from uncertainty_guided import fix_objects, segment_and_rank
+from uncertainty_guided import fix_objects, held_out_ap, segment_and_rank
 
 Pair = tuple[str, np.ndarray, np.ndarray]
 
@@ -77,15 +74,6 @@ def kinds() -> dict[str, Callable[[], tuple[list[Pair], list[Pair]]]]:
         return train[:8], val
 
     return {"brightfield": brightfield, "fluorescence": fluorescence}
-
-
-def held_out_ap(bundle: ModelBundle, pairs: list[Pair]) -> float:
-    inference = InferenceConfig(device="cpu")
-    predicted = [
-        segment_array(image, bundle, axes="CYX" if image.ndim == 3 else "YX", inference=inference).labels
-        for _, image, _ in pairs
-    ]  # read_labelled_folder gives colour images channels first
-    return summarise([labels for _, _, labels in pairs], predicted)["ap50"]
 
 
 def correction(

@@ -55,7 +55,8 @@ from scipy.stats import rankdata
 
 from _common import PHASE_VAL, machine, spread, table
 from napari_unet.core.config import InferenceConfig, TrainingConfig
-from napari_unet.core.evaluation.metrics import iou_matrix, overlap_matrix, summarise
+from napari_unet.core.evaluation.evaluate import evaluate_bundle
+from napari_unet.core.evaluation.metrics import iou_matrix, overlap_matrix
 from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
@@ -154,9 +155,8 @@ def fine_tune(parent: ModelBundle, corrections: list[Correction], config: Traini
 
 
 def held_out_ap(bundle: ModelBundle, pairs: list[tuple[str, np.ndarray, np.ndarray]]) -> float:
-    segmenter = Segmenter(bundle, InferenceConfig(device="cpu"))
-    predicted = [run(segmenter.segment(image)).labels for _, image, _ in pairs]
-    return summarise([truth for _, _, truth in pairs], predicted)["ap50"]
+    """AP@0.5 of ``bundle`` on ``pairs``, pooled, as ``napari-unet evaluate`` scores it."""
+    return evaluate_bundle(bundle, pairs, inference=InferenceConfig(device="cpu"))["ap50"]
 
 
 def auroc(wrong: np.ndarray, score: np.ndarray) -> float:

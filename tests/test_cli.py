@@ -368,19 +368,26 @@ def test_post_processing_options_reach_the_labels_and_the_provenance(
     assert "--object-probability must be in [0, 1)" in capsys.readouterr().err
 
 
-def test_train_model_diameter_is_the_new_models_object_size(tmp_path: Path) -> None:
-    """``train --model-diameter`` sets the size a new model works at; ``--diameter`` is segment's and evaluate's."""
-    from napari_unet.core.models.registry import load_model
-
-    images, labels = tmp_path / "images", tmp_path / "labels"
+def labelled_squares(folder: Path, seed: int, squares: int = 1) -> tuple[Path, Path]:
+    """``images/a.tif`` (bright squares on noise) and ``labels/a.tif`` in ``folder``: a tiny training set."""
+    images, labels = folder / "images", folder / "labels"
     images.mkdir()
     labels.mkdir()
     truth = np.zeros((64, 64), np.uint16)
     truth[10:30, 10:30] = 1
-    truth[36:56, 30:50] = 2
-    noise = np.random.default_rng(0).integers(0, 100, truth.shape)
+    if squares == 2:
+        truth[36:56, 30:50] = 2
+    noise = np.random.default_rng(seed).integers(0, 100, truth.shape)
     tifffile.imwrite(images / "a.tif", ((truth > 0) * 1000 + noise).astype(np.uint16))
     tifffile.imwrite(labels / "a.tif", truth)
+    return images, labels
+
+
+def test_train_model_diameter_is_the_new_models_object_size(tmp_path: Path) -> None:
+    """``train --model-diameter`` sets the size a new model works at; ``--diameter`` is segment's and evaluate's."""
+    from napari_unet.core.models.registry import load_model
+
+    images, labels = labelled_squares(tmp_path, seed=0, squares=2)
     model = tmp_path / "model.pt"
     options = ["--images", str(images), "--labels", str(labels), "-o", str(model), "--steps", "1"]
     small = ["--batch-size", "1", "--crop-size", "32", "--base-width", "4", "--depth", "2", "--device", "cpu"]
@@ -398,14 +405,7 @@ def test_train_from_a_model_fine_tunes_with_the_preset_and_records_the_data(
     from napari_unet.core.models.registry import load_model
     from napari_unet.core.training.folders import FROM_MODEL_PRESET
 
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    images.mkdir()
-    labels.mkdir()
-    truth = np.zeros((64, 64), np.uint16)
-    truth[10:30, 10:30] = 1
-    noise = np.random.default_rng(1).integers(0, 100, truth.shape)
-    tifffile.imwrite(images / "a.tif", ((truth > 0) * 1000 + noise).astype(np.uint16))
-    tifffile.imwrite(labels / "a.tif", truth)
+    images, labels = labelled_squares(tmp_path, seed=1)
     data = ["--images", str(images), "--labels", str(labels), "--batch-size", "1", "--crop-size", "32"]
     small = [*data, "--steps", "1", "--base-width", "4", "--depth", "2", "--device", "cpu", "--no-amp"]
     assert main(["train", *small, "-o", str(tmp_path / "parent.pt")]) == 0
@@ -436,14 +436,7 @@ def test_train_resumes_from_its_checkpoint_and_removes_it_once_saved(
     from napari_unet.cli import checkpoint_path
     from napari_unet.core.models.registry import load_model
 
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    images.mkdir()
-    labels.mkdir()
-    truth = np.zeros((64, 64), np.uint16)
-    truth[10:30, 10:30] = 1
-    noise = np.random.default_rng(2).integers(0, 100, truth.shape)
-    tifffile.imwrite(images / "a.tif", ((truth > 0) * 1000 + noise).astype(np.uint16))
-    tifffile.imwrite(labels / "a.tif", truth)
+    images, labels = labelled_squares(tmp_path, seed=2)
     model = tmp_path / "model.pt"
     command = [
         "train",

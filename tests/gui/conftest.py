@@ -113,17 +113,26 @@ class Person:
         return viewer.window.add_plugin_dock_widget("napari-unet", name)
 
     @staticmethod
-    def button(widget, text: str) -> QPushButton:  # noqa: ANN001
-        """The push button that reads ``text`` (exactly one)."""
-        found = [b for b in widget.native.findChildren(QPushButton) if b.text() == text]
-        assert len(found) == 1, f"{len(found)} buttons read {text!r}"
+    def _only(widget, kind: type, text: str, what: str):  # noqa: ANN001, ANN205
+        """The one ``kind`` child of the dock that reads ``text``."""
+        found = [b for b in widget.native.findChildren(kind) if b.text() == text]
+        assert len(found) == 1, f"{len(found)} {what} read {text!r}"
         return found[0]
+
+    @staticmethod
+    def _usable(widget, target, name: str) -> None:  # noqa: ANN001
+        """A person can only use a control that is enabled and on screen."""
+        assert target.isEnabled(), f"{name!r} is disabled"
+        assert target.isVisibleTo(widget.native), f"{name!r} is hidden (in a folded section?)"
+
+    def button(self, widget, text: str) -> QPushButton:  # noqa: ANN001
+        """The push button that reads ``text`` (exactly one)."""
+        return self._only(widget, QPushButton, text, "buttons")
 
     def click(self, widget, text: str) -> None:  # noqa: ANN001
         """Click the enabled, visible button that reads ``text``."""
         target = self.button(widget, text)
-        assert target.isEnabled(), f"{text!r} is disabled"
-        assert target.isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
+        self._usable(widget, target, text)
         target.click()
 
     @staticmethod
@@ -157,8 +166,7 @@ class Person:
         Return is what commits a slider's number field (the slider follows it).
         """
         field = self.control(widget, label)
-        assert field.isEnabled(), f"{label!r} is disabled"
-        assert field.isVisibleTo(widget.native), f"{label!r} is hidden (in a folded section?)"
+        self._usable(widget, field, label)
         if isinstance(field, QLineEdit):
             field.setText(str(value))
         else:
@@ -181,28 +189,21 @@ class Person:
         self.click(widget, "Segment")
         self.wait_idle(widget)
 
-    @staticmethod
-    def radio(widget, text: str) -> QRadioButton:  # noqa: ANN001
+    def radio(self, widget, text: str) -> QRadioButton:  # noqa: ANN001
         """The radio button that reads ``text`` (exactly one)."""
-        found = [b for b in widget.native.findChildren(QRadioButton) if b.text() == text]
-        assert len(found) == 1, f"{len(found)} radio buttons read {text!r}"
-        return found[0]
+        return self._only(widget, QRadioButton, text, "radio buttons")
 
     def option(self, widget, text: str) -> None:  # noqa: ANN001
         """Pick the enabled, visible radio button that reads ``text``."""
         target = self.radio(widget, text)
-        assert target.isEnabled(), f"{text!r} is disabled"
-        assert target.isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
+        self._usable(widget, target, text)
         target.click()
 
-    @staticmethod
-    def tick(widget, text: str, checked: bool = True) -> None:  # noqa: ANN001
+    def tick(self, widget, text: str, checked: bool = True) -> None:  # noqa: ANN001
         """Tick (or untick) the enabled, visible check box that reads ``text``."""
-        found = [b for b in widget.native.findChildren(QCheckBox) if b.text() == text]
-        assert len(found) == 1, f"{len(found)} check boxes read {text!r}"
-        assert found[0].isEnabled(), f"{text!r} is disabled"
-        assert found[0].isVisibleTo(widget.native), f"{text!r} is hidden (in a folded section?)"
-        found[0].setChecked(checked)
+        target = self._only(widget, QCheckBox, text, "check boxes")
+        self._usable(widget, target, text)
+        target.setChecked(checked)
 
 
 @pytest.fixture

@@ -11,11 +11,7 @@ takes over the image with the halo padded on.  A small network (2 poolings: a 4-
 
 from __future__ import annotations
 
-import gc
-import warnings
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -24,7 +20,12 @@ from bioimageio.core import create_prediction_pipeline
 from bioimageio.core import predict as bioimageio_predict
 from bioimageio.spec import load_description
 
-from napari_unet.core.models.bioimageio.export import export_package, input_size_rule, output_halo
+from napari_unet.core.models.bioimageio.export import (
+    export_package,
+    input_size_rule,
+    output_halo,
+    spec_files_closed,
+)
 from napari_unet.core.segmentation.preprocess import CLIP_RANGE
 from tests.helpers import tiny_bundle
 
@@ -56,20 +57,9 @@ def pipeline(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiling")
     with zipfile.ZipFile(export_package(bundle, folder / "tiny.zip", test_image=image)) as package:
         package.extractall(folder / "tiny")
-    with files_closed():
+    with spec_files_closed():
         description = load_description(folder / "tiny" / "rdf.yaml", perform_io_checks=False)
         return create_prediction_pipeline(description, weight_format="pytorch_state_dict")
-
-
-@contextmanager
-def files_closed() -> Iterator[None]:
-    """bioimageio leaves the files it read open until garbage collection: collect them, quietly."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            yield
-        finally:
-            gc.collect()
 
 
 def normalised(image: np.ndarray, over: np.ndarray) -> np.ndarray:
@@ -83,7 +73,7 @@ def predict(pipeline, image: np.ndarray, n: int | None = None, preprocess: bool 
 
     Without ``preprocess`` the image is taken as already normalised.
     """
-    with files_closed():
+    with spec_files_closed():
         sample = bioimageio_predict(
             model=pipeline, inputs=image[None, None], blocksize_parameter=n, skip_preprocessing=not preprocess
         )

