@@ -123,15 +123,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="training steps per held-out group")
     parser.add_argument("--reference", help="also score this model (name or file) on each group")
     parser.add_argument("--groups", nargs="+", help="hold out only these groups (default: each in turn)")
-    parser.add_argument("recipe", nargs=argparse.REMAINDER, help="-- then napari-unet train options")
-    args = parser.parse_args()
-    recipe = [option for option in args.recipe if option != "--"] or RECIPES[args.dataset]
+    parser.epilog = "Options after -- go to napari-unet train (default: the bundled model's recipe)."
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    recipe = argv[split + 1 :] or RECIPES[args.dataset]
     args.out.mkdir(parents=True, exist_ok=True)
     groups = grouped(args.dataset)
     print(
         f"{args.dataset}: "
         + ", ".join(f"{g} {len(s['train'])} + {len(s['val'])}" for g, s in sorted(groups.items()))
     )
+    unknown = sorted(set(args.groups or ()) - set(groups))
+    if unknown:
+        parser.error(
+            f"no group {', '.join(unknown)} in {args.dataset}; its groups: {', '.join(sorted(groups))}"
+        )
     reference = load_model(resolve_model(args.reference)) if args.reference else None
     rows = []
     for group in args.groups or sorted(groups):
