@@ -398,6 +398,20 @@ def test_train_model_diameter_is_the_new_models_object_size(tmp_path: Path) -> N
     assert refused.value.code == 2
 
 
+def test_train_from_a_model_refuses_the_options_that_shape_a_new_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--from`` keeps the parent's architecture and working size: ``--model-diameter`` with it is an error, not ignored."""
+    images, labels = labelled_squares(tmp_path, seed=0, squares=2)
+    child = tmp_path / "child.pt"
+    options = ["--images", str(images), "--labels", str(labels), "-o", str(child), "--from", "nuclei"]
+    assert main(["train", *options, "--model-diameter", "48", "--no-rescale"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert "--model-diameter, --no-rescale: for new models only; --from nuclei keeps" in error[0]
+    assert not child.exists()
+
+
 def test_train_from_a_model_fine_tunes_with_the_preset_and_records_the_data(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

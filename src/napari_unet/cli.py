@@ -39,6 +39,23 @@ def _say(message: str, stream: TextIO | None = None) -> None:
     tqdm.write(message, file=stream or sys.stderr)
 
 
+NEW_MODEL_OPTIONS: dict[str, object] = {
+    "--base-width": 16,
+    "--depth": 4,
+    "--in-channels": 1,
+    "--model-diameter": 24.0,
+    "--no-rescale": False,
+    "--fill-background": False,
+    "--min-size": 10,
+}
+"""``train`` options that shape a new model, with their defaults; ``--from`` refuses them."""
+
+
+def _dest(option: str) -> str:
+    """The attribute argparse stores ``option`` under."""
+    return option.lstrip("-").replace("-", "_")
+
+
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -59,6 +76,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from napari_unet.core.training.validation import describe, validation_of
 
     _set_threads(args.threads)
+    given = [option for option in NEW_MODEL_OPTIONS if getattr(args, _dest(option)) is not None]
+    if args.from_model and given:
+        raise ValueError(
+            f"{', '.join(given)}: for new models only; --from {args.from_model} keeps that model's architecture, "
+            "working size and defaults"
+        )
+    for option, default in NEW_MODEL_OPTIONS.items():
+        if getattr(args, _dest(option)) is None:
+            setattr(args, _dest(option), default)
     config = folder_config(
         bool(args.from_model),
         steps=args.steps or None,
@@ -552,20 +578,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale-jitter", type=float, default=2.0, help="objects shown at 1/J to J times the model's size"
     )
     train.add_argument("--name", help="model name stored in the file (default: output file stem)")
-    train.add_argument("--base-width", type=int, default=16, help="new models: channels at full resolution")
-    train.add_argument("--depth", type=int, default=4, help="new models: number of poolings")
-    train.add_argument("--in-channels", type=int, default=1, help="new models: input channels")
+    train.add_argument("--base-width", type=int, help="new models: channels at full resolution (default 16)")
+    train.add_argument("--depth", type=int, help="new models: number of poolings (default 4)")
+    train.add_argument("--in-channels", type=int, help="new models: input channels (default 1)")
     train.add_argument(
         "--model-diameter",
         type=float,
-        default=24.0,
-        help="new models: object diameter in pixels the model works at (images are rescaled to it)",
+        help="new models: object diameter in pixels the model works at (images are rescaled to it; default 24)",
     )
-    train.add_argument("--no-rescale", action="store_true", help="new models: train at native pixel size")
     train.add_argument(
-        "--fill-background", action="store_true", help="new models: objects fill the image (EM)"
+        "--no-rescale", action="store_const", const=True, help="new models: train at native pixel size"
     )
-    train.add_argument("--min-size", type=int, default=10, help="new models: default minimum object size")
+    train.add_argument(
+        "--fill-background", action="store_const", const=True, help="new models: objects fill the image (EM)"
+    )
+    train.add_argument("--min-size", type=int, help="new models: default minimum object size (default 10)")
     train.add_argument(
         "--train-norm", action="store_true", help="with --from: keep updating batch-norm statistics"
     )
