@@ -578,13 +578,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale-jitter", type=float, default=2.0, help="objects shown at 1/J to J times the model's size"
     )
     train.add_argument("--name", help="model name stored in the file (default: output file stem)")
-    train.add_argument("--base-width", type=int, help="new models: channels at full resolution (default 16)")
-    train.add_argument("--depth", type=int, help="new models: number of poolings (default 4)")
-    train.add_argument("--in-channels", type=int, help="new models: input channels (default 1)")
+    train.add_argument(
+        "--base-width",
+        type=int,
+        help=f"new models: channels at full resolution (default {NEW_MODEL_OPTIONS['--base-width']})",
+    )
+    train.add_argument(
+        "--depth", type=int, help=f"new models: number of poolings (default {NEW_MODEL_OPTIONS['--depth']})"
+    )
+    train.add_argument(
+        "--in-channels",
+        type=int,
+        help=f"new models: input channels (default {NEW_MODEL_OPTIONS['--in-channels']})",
+    )
     train.add_argument(
         "--model-diameter",
         type=float,
-        help="new models: object diameter in pixels the model works at (images are rescaled to it; default 24)",
+        help="new models: object diameter in pixels the model works at (images are rescaled to it; "
+        f"default {NEW_MODEL_OPTIONS['--model-diameter']:g})",
     )
     train.add_argument(
         "--no-rescale", action="store_const", const=True, help="new models: train at native pixel size"
@@ -592,7 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--fill-background", action="store_const", const=True, help="new models: objects fill the image (EM)"
     )
-    train.add_argument("--min-size", type=int, help="new models: default minimum object size (default 10)")
+    train.add_argument(
+        "--min-size",
+        type=int,
+        help=f"new models: default minimum object size (default {NEW_MODEL_OPTIONS['--min-size']})",
+    )
     train.add_argument(
         "--train-norm", action="store_true", help="with --from: keep updating batch-norm statistics"
     )
