@@ -96,15 +96,17 @@ def grouped(dataset: str) -> dict[str, dict[str, list]]:
     return groups
 
 
-def train_without(
-    dataset: str, group: str, names: set[str], out: Path, steps: int, recipe: list[str]
-) -> Path:
-    """Train on ``dataset``'s training images except ``names``; reuse the model if it exists."""
-    model = out / (f"without-{group.replace(' ', '-').replace('~', '')}.pt" if names else "every-group.pt")
+def held_out_model(out: Path, group: str) -> Path:
+    """The file of the model trained without ``group``."""
+    return out / f"without-{group.replace(' ', '-').replace('~', '')}.pt"
+
+
+def train_without(dataset: str, names: set[str], model: Path, steps: int, recipe: list[str]) -> Path:
+    """Train ``model`` on ``dataset``'s training images except ``names``; reuse the model if it exists."""
     if model.exists():
         return model
     folder = DATA / dataset / "train"
-    subset = out / f"data-{model.stem}"
+    subset = model.parent / f"data-{model.stem}"
     for kind in ("images", "labels"):
         (subset / kind).mkdir(parents=True, exist_ok=True)
         for path in sorted((folder / kind).glob("*.tif")):
@@ -149,7 +151,7 @@ def main() -> None:
         )
     reference = load_model(resolve_model(args.reference)) if args.reference else None
     control = (
-        load_model(train_without(args.dataset, "", set(), args.out, args.steps, recipe))
+        load_model(train_without(args.dataset, set(), args.out / "every-group.pt", args.steps, recipe))
         if args.control
         else None
     )
@@ -157,7 +159,7 @@ def main() -> None:
     for group in args.groups or sorted(groups):
         pairs = groups[group]["train"] + groups[group]["val"]
         names = {Path(name).stem for name, _, _ in groups[group]["train"]}
-        model = train_without(args.dataset, group, names, args.out, args.steps, recipe)
+        model = train_without(args.dataset, names, held_out_model(args.out, group), args.steps, recipe)
         held_out = evaluate_bundle(load_model(model), pairs)
         row = [group, len(pairs), int(sum(len(np.unique(lab)) - 1 for _, _, lab in pairs))]
         row += [held_out["ap50"], held_out["ap75"]]

@@ -34,7 +34,8 @@ from napari_unet.core.evaluation.metrics import iou_matrix, summarise
 from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.files import ModelBundle
 from napari_unet.core.models.registry import load_model, resolve_model
-from napari_unet.core.segmentation.segmenter import Segmenter
+from napari_unet.core.progress import run
+from napari_unet.core.segmentation.segmenter import Segmentation, Segmenter
 from napari_unet.core.segmentation.sizing import median_diameter
 
 Labels = np.ndarray
@@ -83,12 +84,11 @@ def best_shift(truth: list[Labels], pred: list[Labels], reach: int = 2) -> tuple
     return max(shifts, key=lambda shift: overlap(*shift))
 
 
-def print_size_estimates(bundle: ModelBundle, pairs: list[tuple[str, np.ndarray, Labels]]) -> None:
+def print_size_estimates(bundle: ModelBundle, truth: list[Labels], estimated: list[Segmentation]) -> None:
     """The estimated object size over the labels' median diameter, for objects smaller and larger than the model's."""
-    segmenter = Segmenter(bundle, InferenceConfig())
     rows = []
-    for _, image, labels in pairs:
-        true, estimate = median_diameter(labels), segmenter.object_diameter(image)
+    for labels, segmentation in zip(truth, estimated, strict=True):
+        true, estimate = median_diameter(labels), segmentation.diameter
         if true and estimate:
             rows.append((true, estimate / true))
     size = bundle.preprocess.object_diameter
@@ -112,7 +112,11 @@ def main() -> None:
     bundle = load_model(resolve_model(args.model))
     pairs = read_labelled_folder(args.images, args.labels, args.pattern)
     truth = [labels for _, _, labels in pairs]
-    pred = predict_set(bundle, pairs)
+    segmenter = Segmenter(bundle, InferenceConfig())
+    estimated = [  # as predict_set segments, keeping the diameter each image was segmented at
+        run(segmenter.segment(image, axes="CYX" if image.ndim == 3 else "YX")) for _, image, _ in pairs
+    ]
+    pred = [segmentation.labels for segmentation in estimated]
 
     ious: list[float] = []
     where: dict[str, int] = {}
@@ -129,7 +133,7 @@ def main() -> None:
         predict_set(bundle, [pair], InferenceConfig(diameter=median_diameter(pair[2])))[0] for pair in pairs
     ]
     if bundle.preprocess.rescale:
-        print_size_estimates(bundle, pairs)
+        print_size_estimates(bundle, truth, estimated)
     shift = best_shift(truth, pred)
     candidates = {
         "as segmented": pred,
