@@ -1,6 +1,7 @@
 """Choose a model's default post-processing thresholds on its *training* images.
 
-Runs the network once per image, scores a grid of seed and foreground thresholds (and,
+Runs the network once per image (and join threshold, which moves the object-size
+estimate), scores a grid of seed and foreground thresholds (and,
 with ``--join-thresholds``, thresholds for joining objects cut in two) on the cached outputs (adapted Rand error for models that fill the image, AP@0.5 otherwise) and,
 with ``--write``, stores the best as the model file's defaults (atomically), noting the
 choice in its provenance.  Never point it at a validation split.
@@ -15,6 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+from typing import Any
+
+from numpy.typing import NDArray
 
 from napari_unet.core.config import PostprocessConfig, to_dict
 from napari_unet.core.evaluation.metrics import summarise
@@ -22,10 +26,46 @@ from napari_unet.core.io.files import read_labelled_folder
 from napari_unet.core.models.files import save_model
 from napari_unet.core.models.registry import load_model
 from napari_unet.core.progress import run
-from napari_unet.core.segmentation.segmenter import Segmenter
+from napari_unet.core.segmentation.segmenter import PlaneOutputs, Segmenter
 
 SEEDS = (0.2, 0.3, 0.4, 0.5, 0.6)
 FOREGROUNDS = (0.4, 0.5, 0.6)
+
+
+def network_outputs(
+    segmenter: Segmenter, images: list[NDArray[Any]], joins: list[float]
+) -> dict[float, list[PlaneOutputs]]:
+    """The network's outputs for each image, at the scale the model would segment it at, per join threshold.
+
+    The object-size estimate measures objects with the model's join threshold
+    (a nucleus cut in two would count as two small ones), so a different join
+    threshold can move the estimate and the scale an image is segmented at.
+    Scoring every join threshold on outputs at the scale of the model's current
+    one would report numbers the written defaults do not give. Outputs are
+    computed once per image and scale.
+    """
+    bundle = segmenter.bundle
+    current = bundle.postprocess
+    cache: dict[tuple[int, float], PlaneOutputs] = {}
+    outputs: dict[float, list[PlaneOutputs]] = {}
+    try:
+        for join in joins:
+            bundle.postprocess = dataclasses.replace(current, join_threshold=join)
+            outputs[join] = []
+            for index, image in enumerate(images):
+                plane = image[None] if image.ndim == 2 else image
+                diameter = (
+                    segmenter.estimate_diameter(segmenter.normalise(plane))
+                    if bundle.preprocess.rescale
+                    else None
+                )
+                scale = segmenter.scale_for(diameter)
+                if (index, scale) not in cache:
+                    cache[index, scale] = run(segmenter.predict_plane(plane, scale))
+                outputs[join].append(cache[index, scale])
+    finally:
+        bundle.postprocess = current
+    return outputs
 
 
 def main() -> None:
@@ -64,18 +104,12 @@ def main() -> None:
     pairs = read_labelled_folder(args.images, args.labels, args.pattern)
     if args.limit:
         pairs = pairs[: args.limit]
-    outputs = []
-    for _, image, _ in pairs:
-        plane = image[None] if image.ndim == 2 else image
-        diameter = (
-            segmenter.estimate_diameter(segmenter.normalise(plane)) if bundle.preprocess.rescale else None
-        )
-        outputs.append(run(segmenter.predict_plane(plane, segmenter.scale_for(diameter))))
     truth = [labels for _, _, labels in pairs]
     fill = bundle.postprocess.fill_background
     results = []
     min_sizes = args.min_sizes or [bundle.postprocess.min_size]
     joins = args.join_thresholds or [bundle.postprocess.join_threshold]
+    outputs_by_join = network_outputs(segmenter, [image for _, image, _ in pairs], joins)
     object_probabilities = args.object_probabilities or [bundle.postprocess.object_probability]
     print(
         f"| foreground | seed | min size | join | object probability | AP@0.5 | adapted Rand error |  "
@@ -92,7 +126,7 @@ def main() -> None:
             join_threshold=join,
             object_probability=object_probability,
         )
-        metrics = summarise(truth, [segmenter.labels(o, config) for o in outputs])
+        metrics = summarise(truth, [segmenter.labels(o, config) for o in outputs_by_join[join]])
         results.append((metrics, config))
         print(
             f"| {foreground} | {seed} | {min_size} | {join} | {object_probability} | {metrics['ap50']:.3f} "
