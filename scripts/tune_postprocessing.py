@@ -53,15 +53,9 @@ def network_outputs(
             bundle.postprocess = dataclasses.replace(current, join_threshold=join)
             outputs[join] = []
             for index, image in enumerate(images):
-                plane = image[None] if image.ndim == 2 else image
-                diameter = (
-                    segmenter.estimate_diameter(segmenter.normalise(plane))
-                    if bundle.preprocess.rescale
-                    else None
-                )
-                scale = segmenter.scale_for(diameter)
+                scale = segmenter.scale_for(segmenter.object_diameter(image))
                 if (index, scale) not in cache:
-                    cache[index, scale] = run(segmenter.predict_plane(plane, scale))
+                    cache[index, scale] = run(segmenter.predict_plane(image, scale))
                 outputs[join].append(cache[index, scale])
     finally:
         bundle.postprocess = current
