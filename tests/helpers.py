@@ -1,7 +1,10 @@
-"""Small models for tests that need a model, not an accurate one."""
+"""What tests share: small models for tests that need a model, not an accurate one; loading the scripts."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -35,3 +38,16 @@ def tiny_bundle(
         source=source,
         provenance=provenance if provenance is not None else {},
     )
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+"""The repository's maintenance scripts (not part of the package)."""
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module, to test its functions."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

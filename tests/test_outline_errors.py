@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "outline_errors.py"
-
-
-def load_script():  # noqa: ANN201 - a module
-    spec = importlib.util.spec_from_file_location("outline_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_script
 
 
 def two_squares() -> np.ndarray:
@@ -25,7 +15,7 @@ def two_squares() -> np.ndarray:
 
 
 def test_misplaced_pixels_are_told_apart_by_what_lies_under_them() -> None:
-    outline_errors = load_script()
+    outline_errors = load_script("outline_errors")
     truth = two_squares()
     pred = np.zeros_like(truth)
     pred[5:15, 5:17] = 1  # object 3 plus two columns of object 7
@@ -41,7 +31,7 @@ def test_misplaced_pixels_are_told_apart_by_what_lies_under_them() -> None:
 
 
 def test_the_best_shift_undoes_an_offset_and_per_object_changes_keep_the_ids() -> None:
-    outline_errors = load_script()
+    outline_errors = load_script("outline_errors")
     truth = two_squares()
     shifted = np.roll(truth, (2, -1), (0, 1))
     assert outline_errors.best_shift([truth], [shifted]) == (-2, 1)

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from napari_unet.core.config import PostprocessConfig, PreprocessConfig
 from napari_unet.core.segmentation.segmenter import Segmenter
-from tests.helpers import tiny_bundle
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tune_postprocessing.py"
-
-
-def load_script():  # noqa: ANN201 - a module
-    spec = importlib.util.spec_from_file_location("tune_postprocessing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_script, tiny_bundle
 
 
 def test_each_join_threshold_gets_the_outputs_at_the_scale_its_size_estimate_gives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tune = load_script()
+    tune = load_script("tune_postprocessing")
     bundle = tiny_bundle(
         preprocess=PreprocessConfig(object_diameter=20.0),
         postprocess=PostprocessConfig(min_size=0, join_threshold=0.7),
