@@ -95,6 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         freeze_norm=False if args.train_norm else None,
         amp=False if args.no_amp else None,
         scale_jitter=args.scale_jitter,
+        aspect_jitter=args.aspect_jitter,
         validate_every=args.validate_every,
     )
     if args.from_model:
@@ -576,6 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--scale-jitter", type=float, default=2.0, help="objects shown at 1/J to J times the model's size"
+    )
+    train.add_argument(
+        "--aspect-jitter",
+        type=float,
+        default=1.0,
+        help="objects stretched along a random direction by 1/A to A times, area kept (default 1: none)",
     )
     train.add_argument("--name", help="model name stored in the file (default: output file stem)")
     train.add_argument(

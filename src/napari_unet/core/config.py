@@ -233,6 +233,11 @@ class TrainingConfig:
     scale_jitter : float
         Objects are shown at the model's diameter times a factor drawn
         log-uniformly from ``[1/scale_jitter, scale_jitter]``.
+    aspect_jitter : float
+        Objects are also stretched along a random direction by a factor drawn
+        log-uniformly from ``[1/aspect_jitter, aspect_jitter]`` and squeezed
+        across it by the same factor (area kept): round nuclei shown as
+        elongated ones.  1 (the default) stretches nothing.
     elastic : float
         Elastic deformation strength in pixels (0 disables it).
     validate_every : int
@@ -254,6 +259,7 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "sgd"] = "adamw"
     scale_jitter: float = 2.0
+    aspect_jitter: float = 1.0
     elastic: float = 4.0
     validate_every: int = 0
     seed: int = 0
@@ -267,6 +273,7 @@ class TrainingConfig:
         _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         _check(self.optimizer in ("adamw", "sgd"), f"unknown optimizer {self.optimizer!r}")
         _check(self.scale_jitter >= 1.0, f"scale_jitter must be >= 1, got {self.scale_jitter}")
+        _check(self.aspect_jitter >= 1.0, f"aspect_jitter must be >= 1, got {self.aspect_jitter}")
         _check(self.elastic >= 0.0, f"elastic must be >= 0, got {self.elastic}")
 
 

@@ -113,3 +113,41 @@ def test_a_quarter_of_the_crops_are_blurred() -> None:
     assert (roughness(blurred[:2]) < 0.6 * roughness(images[:2])).all()
     torch.testing.assert_close(blurred[2:], images[2:])
     torch.testing.assert_close(blurred.mean(dim=(1, 2, 3)), images.mean(dim=(1, 2, 3)), atol=0.05, rtol=0)
+
+
+def disc_sample(size: int = 64, radius: int = 10) -> TrainingSample:
+    """One bright disc in the middle of a dark image."""
+    yy, xx = np.mgrid[:size, :size]
+    labels = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < radius**2).astype(np.int32)
+    image = np.where(labels > 0, 1000, 100).astype(np.uint16)
+    return prepare_sample(image, labels, MODEL, PreprocessConfig(rescale=False))
+
+
+def disc_shapes(aspect_jitter: float) -> tuple[float, float]:
+    """Median elongation (major / minor axis) and area of the disc, in crops twice the image's size."""
+    from skimage.measure import regionprops
+
+    _, targets, _ = CropSampler(
+        [disc_sample()], 128, scale_jitter=1.0, elastic=0.0, seed=5, aspect_jitter=aspect_jitter
+    ).batch(32)
+    elongations, areas = [], []
+    for foreground in targets[:, 0].numpy() > 0.5:
+        (region,) = regionprops(foreground.astype(np.int32))  # the whole disc is in every crop
+        elongations.append(region.axis_major_length / region.axis_minor_length)
+        areas.append(region.area)
+    return float(np.median(elongations)), float(np.median(areas))
+
+
+def test_aspect_jitter_stretches_objects_and_keeps_their_area() -> None:
+    round_elongation, round_area = disc_shapes(1.0)
+    stretched_elongation, stretched_area = disc_shapes(1.5)
+    assert round_elongation < 1.1
+    assert stretched_elongation > 1.15  # log-uniform up to 1.5 : 1, median sqrt(1.5) = 1.22
+    assert stretched_area == pytest.approx(round_area, rel=0.1)
+
+
+def test_no_aspect_jitter_leaves_a_seeds_crops_as_they_were() -> None:
+    plain = CropSampler([sample_of()], 32, seed=3).batch(4)
+    unstretched = CropSampler([sample_of()], 32, seed=3, aspect_jitter=1.0).batch(4)
+    for a, b in zip(plain, unstretched, strict=True):
+        torch.testing.assert_close(a, b)

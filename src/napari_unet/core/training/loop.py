@@ -160,7 +160,12 @@ def train(
             parameters, lr=config.learning_rate, momentum=0.9, weight_decay=config.weight_decay, nesterov=True
         )
     sampler = CropSampler(
-        samples, config.crop_size, scale_jitter=config.scale_jitter, elastic=config.elastic, seed=config.seed
+        samples,
+        config.crop_size,
+        scale_jitter=config.scale_jitter,
+        elastic=config.elastic,
+        seed=config.seed,
+        aspect_jitter=config.aspect_jitter,
     )
     heads = bundle.config.heads
     autocast_dtype = _autocast_dtype(torch_device)

@@ -110,6 +110,12 @@ class CropSampler:
         Output crop edge in pixels.
     scale_jitter : float
         Scale factor drawn log-uniformly from ``[1/scale_jitter, scale_jitter]``.
+    aspect_jitter : float
+        Stretch along the crop's rows (and squeeze along its columns, keeping
+        the area) by a factor drawn log-uniformly from
+        ``[1/aspect_jitter, aspect_jitter]``; the random rotation then points
+        the stretch anywhere.  1 draws nothing, so the crops of a seed are
+        the same as without it.
     elastic : float
         Standard deviation of the elastic displacement in pixels.
     seed : int
@@ -124,12 +130,14 @@ class CropSampler:
         scale_jitter: float = 2.0,
         elastic: float = 4.0,
         seed: int = 0,
+        aspect_jitter: float = 1.0,
     ) -> None:
         if not samples:
             raise ValueError("no training samples")
         self.samples = samples
         self.crop_size = crop_size
         self.scale_jitter = scale_jitter
+        self.aspect_jitter = aspect_jitter
         self.elastic = elastic
         self.rng = np.random.default_rng(seed)
         self.torch_rng = torch.Generator().manual_seed(seed)
@@ -160,8 +168,12 @@ class CropSampler:
         scale = math.exp(self.rng.uniform(-1, 1) * math.log(self.scale_jitter))
         angle = self.rng.uniform(0, 2 * math.pi)
         flip = -1.0 if self.rng.random() < 0.5 else 1.0
+        stretch = 1.0
+        if self.aspect_jitter > 1.0:
+            stretch = math.exp(self.rng.uniform(-1, 1) * math.log(self.aspect_jitter))
         offsets = (np.arange(size) - (size - 1) / 2) / scale
-        u, v = np.meshgrid(offsets, offsets, indexing="ij")  # rows, columns
+        # rows are stretched by sqrt(stretch), columns squeezed by as much: the area is kept
+        u, v = np.meshgrid(offsets / math.sqrt(stretch), offsets * math.sqrt(stretch), indexing="ij")
         cos, sin = math.cos(angle), math.sin(angle)
         src_y = cy + cos * u - sin * v * flip
         src_x = cx + sin * u + cos * v * flip
