@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from skimage.measure import regionprops
 
 from napari_unet.core.config import HEAD_NAMES, ModelConfig, PreprocessConfig
 from napari_unet.core.training.samples import CropSampler, TrainingSample, prepare_sample
@@ -125,8 +126,6 @@ def disc_sample(size: int = 64, radius: int = 10) -> TrainingSample:
 
 def disc_shapes(aspect_jitter: float) -> tuple[float, float]:
     """Median elongation (major / minor axis) and area of the disc, in crops twice the image's size."""
-    from skimage.measure import regionprops
-
     _, targets, _ = CropSampler(
         [disc_sample()], 128, scale_jitter=1.0, elastic=0.0, seed=5, aspect_jitter=aspect_jitter
     ).batch(32)
